@@ -1,0 +1,88 @@
+"""ServeConfig: every environment variable the service reads, read once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from contract import ARTIFACTS_DIR, MODEL_FILENAME
+
+
+class ConfigError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+def default_workers() -> int:
+    """One worker per core: each worker runs onnxruntime on one thread."""
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Runtime settings; `from_env` documents which variable sets each one."""
+
+    host: str = "127.0.0.1"  # HOST; bind 0.0.0.0 only when asked (containers)
+    port: int = 8000  # PORT
+    model_path: str = str(Path(ARTIFACTS_DIR) / MODEL_FILENAME)  # SERVE_MODEL_PATH
+    workers: int = 0  # SERVE_WORKERS; 0 means one per core
+    threads: int = 1  # SERVE_THREADS per worker; >1 switches to gthread workers
+    timeout: int = 30  # SERVE_TIMEOUT: seconds before a stuck worker is killed
+    graceful_timeout: int = 2  # SERVE_GRACEFUL_TIMEOUT: SIGTERM drain limit
+    log_level: str = "info"  # SERVE_LOG_LEVEL
+
+    @property
+    def bind(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or default_workers()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServeConfig:
+        """Build the config from HOST, PORT and SERVE_* variables."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            name = ENV_NAMES[field.name]
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                continue
+            default = field.default
+            if isinstance(default, int):
+                values[field.name] = parse_int(name, raw, *INT_BOUNDS[field.name])
+            else:
+                values[field.name] = raw
+        return cls(**values)
+
+
+ENV_NAMES = {
+    "host": "HOST",
+    "port": "PORT",
+    "model_path": "SERVE_MODEL_PATH",
+    "workers": "SERVE_WORKERS",
+    "threads": "SERVE_THREADS",
+    "timeout": "SERVE_TIMEOUT",
+    "graceful_timeout": "SERVE_GRACEFUL_TIMEOUT",
+    "log_level": "SERVE_LOG_LEVEL",
+}
+INT_BOUNDS = {  # inclusive (minimum, maximum)
+    "port": (0, 65535),
+    "workers": (0, 256),
+    "threads": (1, 256),
+    "timeout": (1, 3600),
+    "graceful_timeout": (0, 3600),
+}
+
+
+def parse_int(name: str, raw: str, minimum: int, maximum: int) -> int:
+    """Parse an integer variable or raise ConfigError naming it."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name}={value} must be between {minimum} and {maximum}")
+    return value

@@ -1,0 +1,165 @@
+"""Load the ONNX model with onnxruntime, check it against the contract, predict."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+
+from contract import (
+    CLASSES,
+    INPUT_NAME,
+    INPUT_SIZE,
+    OUTPUT_NAME,
+    PIXEL_MAX,
+    PIXEL_MIN,
+    MetadataKey,
+)
+
+FLOAT_TENSOR = "tensor(float)"
+
+
+class ModelLoadError(RuntimeError):
+    """The model file is missing, unreadable or does not fit the API contract."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the loaded file says about itself (graph, metadata, checksum)."""
+
+    path: str
+    sha256: str
+    metadata: dict[str, str]
+    input_name: str
+    input_shape: list[int | str | None]
+    output_name: str
+    output_shape: list[int | str | None]
+
+
+def read_model_bytes(path: Path) -> bytes:
+    """Read the file, explaining how to produce it when it is missing."""
+    if not path.is_file():
+        raise ModelLoadError(
+            f"model file not found: {path} "
+            "(create it with `python -m training.export`, or set SERVE_MODEL_PATH)"
+        )
+    return path.read_bytes()
+
+
+def create_session(model_bytes: bytes, path: Path, intra_op_threads: int):
+    """Open an onnxruntime session on the CPU, or raise ModelLoadError."""
+    options = onnxruntime.SessionOptions()
+    # One worker process per core, one compute thread each: more threads per
+    # worker only make the workers fight over the same cores.
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    try:
+        return onnxruntime.InferenceSession(
+            model_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as error:  # onnxruntime raises several unrelated types
+        first_line = str(error).strip().splitlines()[0] if str(error) else ""
+        raise ModelLoadError(
+            f"cannot load {path} as an ONNX model: {first_line[:200]}"
+        ) from error
+
+
+def check_tensor(kind: str, tensor, name: str, width: int) -> None:
+    """Require a float tensor `name` of shape (batch, width)."""
+    shape = list(tensor.shape)
+    if tensor.name != name or tensor.type != FLOAT_TENSOR or len(shape) != 2:
+        raise ModelLoadError(
+            f"model {kind} must be {name!r} {FLOAT_TENSOR} [batch, {width}], "
+            f"got {tensor.name!r} {tensor.type} {shape}"
+        )
+    if shape[1] != width or isinstance(shape[0], int):
+        raise ModelLoadError(
+            f"model {kind} {name!r} must have shape [batch, {width}] with a "
+            f"dynamic batch, got {shape}"
+        )
+
+
+def check_metadata(metadata: dict[str, str]) -> None:
+    """Require the metadata to state the same contract serving enforces."""
+    missing = [key for key in MetadataKey.REQUIRED if key not in metadata]
+    if missing:
+        raise ModelLoadError(
+            f"model metadata lacks {', '.join(missing)}: re-export it with "
+            "`python -m training.export`"
+        )
+    try:
+        stated = {
+            MetadataKey.INPUT_SIZE: int(metadata[MetadataKey.INPUT_SIZE]),
+            MetadataKey.PIXEL_MIN: float(metadata[MetadataKey.PIXEL_MIN]),
+            MetadataKey.PIXEL_MAX: float(metadata[MetadataKey.PIXEL_MAX]),
+            MetadataKey.CLASSES: json.loads(metadata[MetadataKey.CLASSES]),
+        }
+    except ValueError as error:
+        raise ModelLoadError(f"model metadata is malformed: {error}") from None
+    expected = {
+        MetadataKey.INPUT_SIZE: INPUT_SIZE,
+        MetadataKey.PIXEL_MIN: PIXEL_MIN,
+        MetadataKey.PIXEL_MAX: PIXEL_MAX,
+        MetadataKey.CLASSES: list(CLASSES),
+    }
+    for key, value in expected.items():
+        if stated[key] != value:
+            raise ModelLoadError(
+                f"model metadata {key}={stated[key]!r} does not match the API "
+                f"contract ({value!r})"
+            )
+
+
+class Predictor:
+    """One onnxruntime session plus the facts about the model it runs."""
+
+    def __init__(self, session: onnxruntime.InferenceSession, info: ModelInfo):
+        self.session = session
+        self.info = info
+
+    @classmethod
+    def load(cls, path: str | Path, intra_op_threads: int = 1) -> Predictor:
+        """Load and check the model at `path`; raise ModelLoadError if unusable."""
+        path = Path(path)
+        model_bytes = read_model_bytes(path)
+        session = create_session(model_bytes, path, intra_op_threads)
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelLoadError(
+                f"model must have one input and one output, got {len(inputs)} "
+                f"and {len(outputs)}"
+            )
+        model_input, model_output = inputs[0], outputs[0]
+        check_tensor("input", model_input, INPUT_NAME, INPUT_SIZE)
+        check_tensor("output", model_output, OUTPUT_NAME, len(CLASSES))
+        metadata = dict(session.get_modelmeta().custom_metadata_map)
+        check_metadata(metadata)
+        info = ModelInfo(
+            path=str(path),
+            sha256=hashlib.sha256(model_bytes).hexdigest(),
+            metadata=metadata,
+            input_name=model_input.name,
+            input_shape=list(model_input.shape),
+            output_name=model_output.name,
+            output_shape=list(model_output.shape),
+        )
+        return cls(session, info)
+
+    def probabilities(self, features: np.ndarray) -> np.ndarray:
+        """Map (n, 64) float32 raw pixels to (n, 10) float32 class probabilities."""
+        (probabilities,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: features})
+        return probabilities
+
+    def predict(self, features: np.ndarray) -> list[dict[str, float | int]]:
+        """Return {"prediction", "confidence"} for each row of (n, 64) float32."""
+        probabilities = self.probabilities(features)
+        labels = probabilities.argmax(axis=1)
+        confidences = probabilities[np.arange(len(labels)), labels]
+        return [
+            {"prediction": CLASSES[label], "confidence": confidence}
+            for label, confidence in zip(labels.tolist(), confidences.tolist())
+        ]

@@ -1,0 +1,1 @@
+"""Train the digits MLP in PyTorch and export it to ONNX."""

@@ -1,0 +1,68 @@
+"""TrainConfig: every knob of a training run, with its default and env override."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contract import ARTIFACTS_DIR
+
+ENV_PREFIX = "TRAIN_"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained; saved with the checkpoint and in the ONNX metadata."""
+
+    seed: int = 0  # split, initialisation and shuffling all derive from it
+    test_fraction: float = 0.2
+    epochs: int = 25
+    batch_size: int = 64
+    # One-cycle schedule: warm up to max_learning_rate, then anneal. Plain Adam at
+    # 1e-3 plateaus near 97.1% test accuracy; this reaches about 98% (see README).
+    max_learning_rate: float = 0.02
+    weight_decay: float = 0.01
+    output_dir: str = ARTIFACTS_DIR
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fields that decide the trained weights (not where they go)."""
+        fields = dataclasses.asdict(self)
+        fields.pop("output_dir")
+        return fields
+
+    def digest(self) -> str:
+        """Return a stable sha256 of `to_dict`, used to match checkpoints."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output_dir)
+
+
+def config_from_env(
+    environ: Mapping[str, str] | None = None, base: TrainConfig | None = None
+) -> TrainConfig:
+    """Apply TRAIN_<FIELD> overrides (e.g. TRAIN_EPOCHS=5) to `base`."""
+    environ = os.environ if environ is None else environ
+    base = base or TrainConfig()
+    overrides: dict[str, Any] = {}
+    for field in dataclasses.fields(TrainConfig):
+        raw = environ.get(ENV_PREFIX + field.name.upper())
+        if raw is None:
+            continue
+        caster = type(getattr(base, field.name))
+        try:
+            overrides[field.name] = caster(raw)
+        except ValueError as error:
+            raise ValueError(
+                f"{ENV_PREFIX}{field.name.upper()}={raw!r} is not a valid "
+                f"{caster.__name__}"
+            ) from error
+    return dataclasses.replace(base, **overrides)

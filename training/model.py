@@ -1,0 +1,61 @@
+"""The digits MLP: 64 -> 128 -> 64 -> 10 with ReLU, normalization included."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from contract import INPUT_SIZE, NUM_CLASSES, PIXEL_MAX
+
+HIDDEN_SIZES = (128, 64)
+
+
+class ScalePixels(nn.Module):
+    """Map raw pixels 0..16 to 0..1.
+
+    This is the model's first step, so training, evaluation and the exported
+    graph share one normalization and clients send raw pixels.
+    """
+
+    def __init__(self, pixel_max: float = PIXEL_MAX) -> None:
+        super().__init__()
+        self.pixel_max = pixel_max
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return pixels / self.pixel_max
+
+
+class DigitsMLP(nn.Module):
+    """Classify raw (batch, 64) pixels into (batch, 10) logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        first, second = HIDDEN_SIZES
+        self.layers = nn.Sequential(
+            ScalePixels(),
+            nn.Linear(INPUT_SIZE, first),
+            nn.ReLU(),
+            nn.Linear(first, second),
+            nn.ReLU(),
+            nn.Linear(second, NUM_CLASSES),
+        )
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.layers(pixels)
+
+
+class DigitsClassifier(nn.Module):
+    """The served form of the MLP: raw pixels in, class probabilities out."""
+
+    def __init__(self, mlp: DigitsMLP) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.mlp(pixels), dim=-1)
+
+
+def build_model(seed: int) -> DigitsMLP:
+    """Create a freshly initialised MLP whose weights depend only on `seed`."""
+    torch.manual_seed(seed)
+    return DigitsMLP()

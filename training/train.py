@@ -1,0 +1,155 @@
+"""Train the MLP: the loop, evaluation, history and checkpoints."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.config import TrainConfig
+from training.data import Splits, load_splits, make_train_loader
+from training.model import DigitsMLP, build_model
+
+CHECKPOINT_FILENAME = "checkpoint.pt"
+HISTORY_FILENAME = "history.json"
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """Metrics after one epoch."""
+
+    epoch: int
+    train_loss: float
+    test_loss: float
+    train_accuracy: float
+    test_accuracy: float
+
+    def summary(self, epochs: int) -> str:
+        """Format the one-line progress report for this epoch."""
+        return (
+            f"epoch {self.epoch:>2}/{epochs}  loss {self.train_loss:.4f}  "
+            f"test loss {self.test_loss:.4f}  train acc {self.train_accuracy:.4f}  "
+            f"test acc {self.test_accuracy:.4f}"
+        )
+
+
+@dataclass
+class TrainResult:
+    """A trained model with the history that produced it."""
+
+    model: DigitsMLP
+    config: TrainConfig
+    history: list[EpochRecord] = field(default_factory=list)
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.history[-1].test_accuracy
+
+
+def evaluate(
+    model: nn.Module, features: np.ndarray, labels: np.ndarray
+) -> tuple[float, float]:
+    """Return (mean cross-entropy, accuracy) of `model` on raw (n, 64) pixels."""
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(features))
+        targets = torch.from_numpy(labels)
+        loss = nn.functional.cross_entropy(logits, targets).item()
+        accuracy = (logits.argmax(dim=1) == targets).float().mean().item()
+    return loss, accuracy
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> float:
+    """Run one pass over `loader`; return the mean training loss."""
+    model.train()
+    total_loss, total_rows = 0.0, 0
+    for pixels, targets in loader:
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(pixels), targets)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()  # one-cycle schedules step per batch, not per epoch
+        total_loss += loss.item() * len(targets)
+        total_rows += len(targets)
+    return total_loss / total_rows
+
+
+def train(
+    config: TrainConfig,
+    splits: Splits | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a fresh MLP with `config`, reporting one line per epoch to `progress`."""
+    splits = splits or load_splits(config.seed, config.test_fraction)
+    model = build_model(config.seed)
+    loader = make_train_loader(
+        splits.x_train, splits.y_train, config.batch_size, config.seed
+    )
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=config.max_learning_rate,
+        weight_decay=config.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=config.max_learning_rate,
+        epochs=config.epochs,
+        steps_per_epoch=len(loader),
+    )
+    result = TrainResult(model=model, config=config)
+    for epoch in range(1, config.epochs + 1):
+        train_one_epoch(model, loader, optimizer, scheduler)
+        # Re-measure the training loss in eval mode so both curves are comparable.
+        train_loss, train_accuracy = evaluate(model, splits.x_train, splits.y_train)
+        test_loss, test_accuracy = evaluate(model, splits.x_test, splits.y_test)
+        record = EpochRecord(epoch, train_loss, test_loss, train_accuracy, test_accuracy)
+        result.history.append(record)
+        if progress:
+            progress(record.summary(config.epochs))
+    model.eval()
+    return result
+
+
+def save_checkpoint(result: TrainResult, path: Path) -> None:
+    """Write weights, config digest and history so a later export can reuse them."""
+    torch.save(
+        {
+            "config": result.config.to_dict(),
+            "config_digest": result.config.digest(),
+            "state_dict": result.model.state_dict(),
+            "history": [record.__dict__ for record in result.history],
+        },
+        path,
+    )
+
+
+def load_checkpoint(config: TrainConfig, path: Path) -> TrainResult | None:
+    """Return the checkpoint at `path` if it was trained with `config`, else None."""
+    if not path.is_file():
+        return None
+    try:
+        saved = torch.load(path, weights_only=True)
+    except (RuntimeError, OSError, EOFError):
+        return None  # unreadable or from another torch version: retrain
+    if saved.get("config_digest") != config.digest():
+        return None
+    model = DigitsMLP()
+    model.load_state_dict(saved["state_dict"])
+    model.eval()
+    history = [EpochRecord(**record) for record in saved["history"]]
+    return TrainResult(model=model, config=config, history=history)
+
+
+def save_history(history: list[EpochRecord], path: Path) -> None:
+    """Write the per-epoch metrics as a JSON list."""
+    path.write_text(json.dumps([record.__dict__ for record in history], indent=2))
