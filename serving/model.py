@@ -161,5 +161,7 @@ class Predictor:
         confidences = probabilities[np.arange(len(labels)), labels]
         return [
             {"prediction": CLASSES[label], "confidence": confidence}
-            for label, confidence in zip(labels.tolist(), confidences.tolist())
+            for label, confidence in zip(
+                labels.tolist(), confidences.tolist(), strict=True
+            )
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,9 @@ def train(
         # Re-measure the training loss in eval mode so both curves are comparable.
         train_loss, train_accuracy = evaluate(model, splits.x_train, splits.y_train)
         test_loss, test_accuracy = evaluate(model, splits.x_test, splits.y_test)
-        record = EpochRecord(epoch, train_loss, test_loss, train_accuracy, test_accuracy)
+        record = EpochRecord(
+            epoch, train_loss, test_loss, train_accuracy, test_accuracy
+        )
         result.history.append(record)
         if progress:
             progress(record.summary(config.epochs))
@@ -139,7 +142,7 @@ def load_checkpoint(config: TrainConfig, path: Path) -> TrainResult | None:
         return None
     try:
         saved = torch.load(path, weights_only=True)
-    except (RuntimeError, OSError, EOFError):
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):
         return None  # unreadable or from another torch version: retrain
     if saved.get("config_digest") != config.digest():
         return None

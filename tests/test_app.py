@@ -1,0 +1,176 @@
+import json
+
+import numpy as np
+import pytest
+
+from serving.app import create_app
+
+VALID = [0.0] * 64
+
+
+def post_predict(client, body, content_type="application/json"):
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.post("/predict", data=data, content_type=content_type)
+
+
+def assert_error(response, status, code):
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    return body["error"]
+
+
+def test_predict_answers_the_seed_contract(client, digits):
+    features, labels = digits
+    correct = 0
+    for row, label in zip(features[:40], labels[:40], strict=True):
+        response = post_predict(client, {"features": row.tolist()})
+        assert response.status_code == 200
+        body = response.get_json()
+        assert set(body) == {"prediction", "confidence"}
+        assert isinstance(body["prediction"], int) and 0 <= body["prediction"] <= 9
+        assert 0.0 <= body["confidence"] <= 1.0
+        correct += body["prediction"] == label
+    assert correct >= 38
+
+
+def test_confidence_is_the_probability_of_the_predicted_class(
+    client, predictor, digits
+):
+    row = digits[0][17]
+    body = post_predict(client, {"features": row.tolist()}).get_json()
+    probabilities = predictor.probabilities(row.reshape(1, -1))[0]
+    assert body["prediction"] == int(np.argmax(probabilities))
+    assert body["confidence"] == pytest.approx(float(probabilities.max()))
+
+
+def test_integers_and_boundary_values_are_accepted(client):
+    response = post_predict(client, {"features": [0] * 32 + [16] * 31 + [7.5]})
+    assert response.status_code == 200
+
+
+def with_value(index, value):
+    features = list(VALID)
+    features[index] = value
+    return {"features": features}
+
+
+BAD_BODIES = [
+    ("63 values", {"features": [0] * 63}, "must have exactly 64 values, got 63"),
+    ("65 values", {"features": [0] * 65}, "must have exactly 64 values, got 65"),
+    ("empty list", {"features": []}, "must have exactly 64 values, got 0"),
+    ("above range", with_value(5, 17), "must be between 0 and 16, got 17"),
+    ("below range", with_value(0, -0.5), "must be between 0 and 16, got -0.5"),
+    ("numeric string", with_value(9, "5"), "must be a number, got string"),
+    ("boolean", with_value(3, True), "must be a number, got boolean"),
+    ("null", with_value(63, None), "must be a number, got null"),
+    ("nested list", with_value(1, [1, 2]), "must be a number, got array"),
+    ("features not a list", {"features": "0,0,0"}, "must be an array of 64 numbers"),
+    ("features null", {"features": None}, "Field may not be null."),
+    ("missing field", {}, "Missing data for required field."),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [case[1:] for case in BAD_BODIES],
+    ids=[case[0] for case in BAD_BODIES],
+)
+def test_bad_bodies_get_422_naming_the_value(client, body, message):
+    error = assert_error(post_predict(client, body), 422, "invalid_request")
+    assert message in json.dumps(error["details"])
+    if isinstance(body.get("features"), list) and len(body["features"]) == 64:
+        bad_index = next(
+            i for i, v in enumerate(body["features"]) if v != 0.0 or type(v) is bool
+        )
+        assert list(error["details"]["features"]) == [str(bad_index)]
+
+
+def test_unknown_field_is_rejected(client):
+    error = assert_error(
+        post_predict(client, {"features": VALID, "extra": 1}), 422, "invalid_request"
+    )
+    assert "extra" in error["details"]
+
+
+def test_several_bad_values_are_all_named(client):
+    features = [20.0] * 64
+    error = assert_error(
+        post_predict(client, {"features": features}), 422, "invalid_request"
+    )
+    assert len(error["details"]["features"]) == 10  # capped, in index order
+    assert list(error["details"]["features"])[:3] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"features": [NaN' + ", 0" * 63 + "]}",
+        '{"features": [Infinity' + ", 0" * 63 + "]}",
+        '{"features": [-Infinity' + ", 0" * 63 + "]}",
+        '{"features": [1e400' + ", 0" * 63 + "]}",
+        '{"features": [' + "9" * 400 + ", 0" * 63 + "]}",
+        '{"features": [0, 0',
+        "",
+        "not json",
+    ],
+    ids=[
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1e400",
+        "huge integer",
+        "truncated",
+        "empty",
+        "text",
+    ],
+)
+def test_non_rfc_json_is_a_400(client, raw):
+    error = assert_error(post_predict(client, raw), 400, "invalid_json")
+    assert "not valid JSON" in error["message"]
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", '"features"', "42", "null"])
+def test_body_that_is_not_an_object_is_a_422(client, body):
+    assert_error(post_predict(client, body), 422, "invalid_request")
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", ""]
+)
+def test_wrong_content_type_is_a_415(client, content_type):
+    response = post_predict(client, {"features": VALID}, content_type=content_type)
+    assert_error(response, 415, "unsupported_media_type")
+
+
+def test_unknown_route_is_a_json_404(client):
+    assert_error(client.get("/nope"), 404, "not_found")
+
+
+def test_wrong_method_is_a_json_405_with_allow_header(client):
+    response = client.get("/predict")
+    assert_error(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+class ExplodingPredictor:
+    def predict(self, features):
+        raise RuntimeError("secret internal detail")
+
+
+def test_unexpected_errors_are_a_json_500_without_internals(serve_config):
+    app = create_app(serve_config, predictor=ExplodingPredictor())
+    response = post_predict(app.test_client(), {"features": VALID})
+    error = assert_error(response, 500, "internal_error")
+    assert "secret" not in response.get_data(as_text=True)
+    assert error["message"] == "internal server error"
+
+
+def test_service_keeps_serving_after_bad_requests(client):
+    for body in ({"features": [1]}, "garbage", {"features": VALID}):
+        post_predict(client, body)
+    assert post_predict(client, {"features": VALID}).status_code == 200

@@ -1,0 +1,35 @@
+import pytest
+
+from serving.config import ConfigError, ServeConfig
+
+
+def test_defaults_bind_loopback_and_point_at_artifacts():
+    config = ServeConfig.from_env({})
+    assert config.bind == "127.0.0.1:8000"
+    assert config.model_path == "artifacts/model.onnx"
+    assert config.worker_count >= 1
+
+
+def test_environment_values_arrive(monkeypatch):
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("PORT", "9123")
+    monkeypatch.setenv("SERVE_MODEL_PATH", "/models/digits.onnx")
+    monkeypatch.setenv("SERVE_WORKERS", "3")
+    monkeypatch.setenv("SERVE_THREADS", "4")
+    config = ServeConfig.from_env()
+    assert config.bind == "0.0.0.0:9123"
+    assert config.model_path == "/models/digits.onnx"
+    assert (config.worker_count, config.threads) == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PORT", "http", "PORT='http' is not an integer"),
+        ("PORT", "70000", "PORT=70000 must be between 0 and 65535"),
+        ("SERVE_THREADS", "0", "SERVE_THREADS=0 must be between 1 and 256"),
+    ],
+)
+def test_bad_values_name_the_variable(name, value, message):
+    with pytest.raises(ConfigError, match=message):
+        ServeConfig.from_env({name: value})

@@ -1,0 +1,144 @@
+"""The production server, started as users start it, from a serve-only venv."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.serve_env import serve_env_python
+
+START_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def request(url: str, body: bytes | None = None, content_type="application/json"):
+    """Send one request; return (status, parsed JSON body)."""
+    headers = {"Content-Type": content_type} if body is not None else {}
+    req = urllib.request.Request(url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture(scope="module")
+def serve_python():
+    return serve_env_python()
+
+
+def start_server(python, env_overrides, log_path):
+    """Run `python -m serving` from the repo, output going to `log_path`."""
+    env = {"PATH": os.environ["PATH"], "HOST": "127.0.0.1", **env_overrides}
+    with open(log_path, "w") as log:  # the child keeps its own copy of the fd
+        return subprocess.Popen(
+            [str(python), "-m", "serving"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_until_listening(port: int, process: subprocess.Popen, log_path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            status, _ = request(f"http://127.0.0.1:{port}/predict", b"{}")
+            if status == 422:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"server did not answer within {START_TIMEOUT_S}s")
+
+
+@pytest.fixture(scope="module")
+def server(serve_python, onnx_path, tmp_path_factory):
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "server.log"
+    process = start_server(
+        serve_python,
+        {"PORT": str(port), "SERVE_MODEL_PATH": str(onnx_path), "SERVE_WORKERS": "2"},
+        log_path,
+    )
+    try:
+        wait_until_listening(port, process, log_path)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+
+
+def test_serve_env_has_no_torch(serve_python):
+    result = subprocess.run(
+        [
+            str(serve_python),
+            "-c",
+            "import importlib.util as u; print(u.find_spec('torch'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "None"
+
+
+def test_real_http_predictions(server, digits):
+    base, _ = server
+    features, labels = digits
+    correct = 0
+    for row, label in zip(features[:30], labels[:30], strict=True):
+        body = json.dumps({"features": row.tolist()}).encode()
+        status, answer = request(f"{base}/predict", body)
+        assert status == 200 and set(answer) == {"prediction", "confidence"}
+        correct += answer["prediction"] == label
+    assert correct >= 28
+
+
+def test_real_http_errors_are_json(server):
+    base, _ = server
+    status, answer = request(f"{base}/predict", b'{"features": [1, 2, 3]}')
+    assert status == 422 and answer["error"]["code"] == "invalid_request"
+    status, answer = request(f"{base}/predict", b"{", "application/json")
+    assert status == 400 and answer["error"]["code"] == "invalid_json"
+    status, answer = request(f"{base}/missing")
+    assert status == 404 and answer["error"]["code"] == "not_found"
+
+
+def test_sigterm_stops_the_server_promptly(serve_python, onnx_path, tmp_path):
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    process = start_server(
+        serve_python, {"PORT": str(port), "SERVE_MODEL_PATH": str(onnx_path)}, log_path
+    )
+    wait_until_listening(port, process, log_path)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    assert time.monotonic() - started < 5
+
+
+def test_missing_model_refuses_to_start_with_one_line(serve_python, tmp_path):
+    log_path = tmp_path / "server.log"
+    missing = {"PORT": str(free_port()), "SERVE_MODEL_PATH": str(tmp_path / "x.onnx")}
+    process = start_server(serve_python, missing, log_path)
+    assert process.wait(timeout=30) != 0
+    assert log_path.read_text().strip().splitlines() == [
+        f"error: model file not found: {tmp_path / 'x.onnx'} "
+        "(create it with `python -m training.export`, or set SERVE_MODEL_PATH)"
+    ]

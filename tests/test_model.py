@@ -1,0 +1,37 @@
+import torch
+
+from contract import INPUT_SIZE, NUM_CLASSES, PIXEL_MAX
+from training.model import DigitsClassifier, build_model
+
+
+def test_mlp_maps_batches_of_64_pixels_to_10_logits():
+    model = build_model(seed=0)
+    linear_shapes = [
+        tuple(layer.weight.shape)
+        for layer in model.layers
+        if isinstance(layer, torch.nn.Linear)
+    ]
+    assert linear_shapes == [(128, 64), (64, 128), (NUM_CLASSES, 64)]
+    assert model(torch.zeros(7, INPUT_SIZE)).shape == (7, NUM_CLASSES)
+
+
+def test_normalization_is_the_first_step_of_the_model():
+    model = build_model(seed=0).eval()
+    raw = torch.rand(5, INPUT_SIZE) * PIXEL_MAX
+    without_scaling = model.layers[1:]
+    torch.testing.assert_close(model(raw), without_scaling(raw / PIXEL_MAX))
+
+
+def test_classifier_outputs_probabilities():
+    classifier = DigitsClassifier(build_model(seed=0)).eval()
+    probabilities = classifier(torch.rand(4, INPUT_SIZE) * PIXEL_MAX)
+    assert (probabilities >= 0).all()
+    torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(4))
+
+
+def test_initialisation_depends_only_on_the_seed():
+    same = [build_model(seed=7).state_dict() for _ in range(2)]
+    other = build_model(seed=8).state_dict()
+    for name, tensor in same[0].items():
+        assert torch.equal(tensor, same[1][name])
+    assert not torch.equal(same[0]["layers.1.weight"], other["layers.1.weight"])

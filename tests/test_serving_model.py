@@ -1,0 +1,93 @@
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from contract import INPUT_NAME, NUM_CLASSES, OUTPUT_NAME, MetadataKey
+from serving.model import ModelLoadError, Predictor
+
+
+def write_model(path, input_width=64, metadata=None, input_name=INPUT_NAME):
+    """Save a one-MatMul model with the given input width and metadata."""
+    weights = numpy_helper.from_array(
+        np.zeros((input_width, NUM_CLASSES), np.float32), "weights"
+    )
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", [input_name, "weights"], [OUTPUT_NAME])],
+        "stand_in",
+        [
+            helper.make_tensor_value_info(
+                input_name, TensorProto.FLOAT, ["batch", input_width]
+            )
+        ],
+        [
+            helper.make_tensor_value_info(
+                OUTPUT_NAME, TensorProto.FLOAT, ["batch", NUM_CLASSES]
+            )
+        ],
+        initializer=[weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, path)
+    return path
+
+
+def exported_metadata(onnx_path):
+    return {p.key: p.value for p in onnx.load(onnx_path).metadata_props}
+
+
+def test_loads_the_exported_model_and_reads_its_metadata(predictor, onnx_path):
+    info = predictor.info
+    assert info.input_name == INPUT_NAME and info.input_shape[1] == 64
+    assert info.output_shape[1] == NUM_CLASSES
+    assert info.metadata == exported_metadata(onnx_path)
+    assert len(info.sha256) == 64
+
+
+def test_predictions_are_labels_with_their_probability(predictor, digits):
+    features, labels = digits
+    results = predictor.predict(features[:50])
+    probabilities = predictor.probabilities(features[:50])
+    assert [r["prediction"] for r in results] == probabilities.argmax(1).tolist()
+    for result, row in zip(results, probabilities, strict=True):
+        assert result["confidence"] == pytest.approx(float(row.max()))
+    assert np.mean([r["prediction"] for r in results] == labels[:50]) > 0.95
+
+
+def test_missing_file_says_how_to_create_it(tmp_path):
+    with pytest.raises(ModelLoadError, match="python -m training.export"):
+        Predictor.load(tmp_path / "absent.onnx")
+
+
+def test_corrupt_file_is_refused(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"\x00not an onnx model")
+    with pytest.raises(ModelLoadError, match="cannot load"):
+        Predictor.load(path)
+
+
+def test_wrong_input_width_is_refused(tmp_path, onnx_path):
+    path = write_model(tmp_path / "m.onnx", 32, exported_metadata(onnx_path))
+    with pytest.raises(ModelLoadError, match=r"shape \[batch, 64\]"):
+        Predictor.load(path)
+
+
+def test_wrong_tensor_name_is_refused(tmp_path, onnx_path):
+    metadata = exported_metadata(onnx_path)
+    path = write_model(tmp_path / "m.onnx", metadata=metadata, input_name="pixels")
+    with pytest.raises(ModelLoadError, match="'features'"):
+        Predictor.load(path)
+
+
+def test_missing_metadata_is_refused(tmp_path):
+    with pytest.raises(ModelLoadError, match="metadata lacks"):
+        Predictor.load(write_model(tmp_path / "m.onnx"))
+
+
+def test_metadata_that_contradicts_the_contract_is_refused(tmp_path, onnx_path):
+    metadata = exported_metadata(onnx_path) | {MetadataKey.PIXEL_MAX: "255.0"}
+    with pytest.raises(ModelLoadError, match="pixel_max=255.0"):
+        Predictor.load(write_model(tmp_path / "m.onnx", metadata=metadata))

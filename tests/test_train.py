@@ -1,0 +1,71 @@
+import dataclasses
+
+import pytest
+import torch
+
+from training.config import TrainConfig, config_from_env
+from training.data import load_splits, make_train_loader
+from training.model import build_model
+from training.train import (
+    evaluate,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+    train_one_epoch,
+)
+
+
+def test_loss_decreases_over_a_few_batches():
+    splits = load_splits(seed=0, test_fraction=0.2)
+    model = build_model(seed=0)
+    loss_before, _ = evaluate(model, splits.x_train, splits.y_train)
+    loader = make_train_loader(splits.x_train, splits.y_train, 64, seed=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    constant = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    train_one_epoch(model, loader, optimizer, constant)
+    loss_after, accuracy = evaluate(model, splits.x_train, splits.y_train)
+    assert loss_after < loss_before * 0.7
+    assert accuracy > 0.5
+
+
+def test_training_reports_one_line_per_epoch_and_is_reproducible():
+    config = TrainConfig(epochs=3)
+    lines: list[str] = []
+    first = train(config, progress=lines.append)
+    second = train(config)
+    assert len(lines) == 3 and lines[0].startswith("epoch  1/3")
+    assert [r.test_accuracy for r in first.history] == [
+        r.test_accuracy for r in second.history
+    ]
+    for name, tensor in first.model.state_dict().items():
+        assert torch.equal(tensor, second.model.state_dict()[name])
+
+
+def test_env_overrides_reach_the_config(monkeypatch):
+    monkeypatch.setenv("TRAIN_EPOCHS", "3")
+    monkeypatch.setenv("TRAIN_MAX_LEARNING_RATE", "0.05")
+    config = config_from_env()
+    assert config.epochs == 3 and config.max_learning_rate == 0.05
+    assert config.seed == TrainConfig().seed
+
+
+def test_bad_env_override_names_the_variable(monkeypatch):
+    monkeypatch.setenv("TRAIN_EPOCHS", "many")
+    with pytest.raises(ValueError, match="TRAIN_EPOCHS='many'"):
+        config_from_env()
+
+
+def test_checkpoint_is_reused_only_for_the_same_config(tmp_path):
+    config = TrainConfig(epochs=1, output_dir=str(tmp_path))
+    result = train(config)
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(result, path)
+    reused = load_checkpoint(config, path)
+    assert reused is not None
+    assert torch.equal(
+        reused.model.state_dict()["layers.1.weight"],
+        result.model.state_dict()["layers.1.weight"],
+    )
+    assert load_checkpoint(dataclasses.replace(config, seed=1), path) is None
+    path.write_bytes(b"not a checkpoint")
+    assert load_checkpoint(config, path) is None
