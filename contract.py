@@ -43,6 +43,7 @@ class MetadataKey:
     NORMALIZATION = "normalization"
     TEST_ACCURACY = "test_accuracy"
     TRAIN_CONFIG = "train_config"
+    OPSET = "onnx_opset"
 
     REQUIRED = (
         MODEL_NAME,

@@ -1,36 +1,31 @@
-"""The Flask application: routes and error handlers."""
+"""The Flask application factory: state, routes, hooks and error handlers."""
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 import orjson
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify
+from flask_swagger_ui import get_swaggerui_blueprint
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from contract import INPUT_SIZE, MetadataKey
 from serving.config import ServeConfig
-from serving.errors import InvalidJSON, ServingError, UnsupportedMediaType, error_body
+from serving.errors import ServingError, error_body
 from serving.json_provider import OrjsonProvider
+from serving.logs import configure_logging
+from serving.metrics import record_model
 from serving.model import Predictor
-from serving.schemas import PredictRequestSchema
+from serving.observability import install_request_hooks
+from serving.openapi import build_openapi
+from serving.routes import STATE_KEY, ServiceState, api, describe_model
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("serving.app")
 
-PREDICTOR_KEY = "predictor"
-
-
-def read_json_body() -> object:
-    """Parse the request body as strict JSON, or raise a 4xx ServingError."""
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType(
-            "Content-Type must be application/json, "
-            f"got {request.mimetype or 'nothing'!r}"
-        )
-    try:
-        return orjson.loads(request.get_data(cache=False))
-    except orjson.JSONDecodeError as error:
-        raise InvalidJSON(f"request body is not valid JSON: {error}") from None
+DOCS_URL = "/docs"
+WARM_UP_BATCH_SIZES = (1, 64)  # first calls allocate; do it before traffic
 
 
 def error_response(status: int, code: str, message: str, details=None) -> Response:
@@ -65,31 +60,63 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected_error(error: Exception) -> Response:
-        logger.exception("unhandled error on %s %s", request.method, request.path)
+        logger.exception("unhandled error", exc_info=error)
         return error_response(500, "internal_error", "internal server error")
 
 
-def register_routes(app: Flask) -> None:
-    """Attach the prediction route."""
-    predict_request = PredictRequestSchema()
-
-    @app.post("/predict")
-    def predict() -> Response:
-        body = predict_request.load(read_json_body())
-        predictor: Predictor = app.extensions[PREDICTOR_KEY]
-        (result,) = predictor.predict(body["features"].reshape(1, -1))
-        return jsonify(result)
+def warm_up(app: Flask) -> None:
+    """Run first inferences, then mark the worker ready; stay unready on failure."""
+    service: ServiceState = app.extensions[STATE_KEY]
+    try:
+        for rows in WARM_UP_BATCH_SIZES:
+            service.predictor.predict(np.zeros((rows, INPUT_SIZE), np.float32))
+    except Exception as error:  # a broken model must not take liveness down
+        service.not_ready_reason = f"warm-up failed: {error}"
+        logger.exception("warm-up failed")
+        return
+    service.ready = True
 
 
 def create_app(
-    config: ServeConfig | None = None, predictor: Predictor | None = None
+    config: ServeConfig | None = None,
+    predictor: Predictor | None = None,
+    warm: bool = True,
 ) -> Flask:
-    """Build the app; load the model from `config` unless a predictor is given."""
+    """Build the app; load the model from `config` unless a predictor is given.
+
+    With `warm=False` the app starts unready, for tests of the readiness flip.
+    """
     config = config or ServeConfig.from_env()
+    configure_logging(config.log_level)
+    predictor = predictor or Predictor.load(config.model_path)
+    metadata = predictor.info.metadata
+    record_model(
+        metadata[MetadataKey.MODEL_NAME],
+        metadata[MetadataKey.MODEL_VERSION],
+        predictor.info.sha256,
+    )
+
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
-    app.config["SERVE"] = config
-    app.extensions[PREDICTOR_KEY] = predictor or Predictor.load(config.model_path)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
+    app.extensions[STATE_KEY] = ServiceState(
+        predictor=predictor,
+        max_batch_rows=config.max_batch_rows,
+        metrics_dir=config.metrics_dir,
+        openapi=build_openapi(
+            metadata[MetadataKey.MODEL_VERSION], config.max_batch_rows
+        ),
+        model_description=describe_model(predictor),
+    )
+    app.register_blueprint(api)
+    # Swagger UI's assets ship inside the flask-swagger-ui wheel: no CDN needed.
+    app.register_blueprint(
+        get_swaggerui_blueprint(
+            DOCS_URL, "/openapi.json", config={"app_name": "Digits classifier"}
+        )
+    )
+    install_request_hooks(app, write_access_log=config.access_log)
     register_error_handlers(app)
-    register_routes(app)
+    if warm:
+        warm_up(app)
     return app

@@ -31,6 +31,13 @@ class ServeConfig:
     timeout: int = 30  # SERVE_TIMEOUT: seconds before a stuck worker is killed
     graceful_timeout: int = 2  # SERVE_GRACEFUL_TIMEOUT: SIGTERM drain limit
     log_level: str = "info"  # SERVE_LOG_LEVEL
+    access_log: bool = True  # SERVE_ACCESS_LOG: one JSON line per request
+    max_batch_rows: int = 1024  # SERVE_MAX_BATCH_ROWS for POST /predict/batch
+    # SERVE_MAX_CONTENT_LENGTH in bytes; 2 MiB holds 1024 rows of long floats.
+    max_content_length: int = 2 * 1024 * 1024
+    # PROMETHEUS_MULTIPROC_DIR: set by the gunicorn config so that all workers'
+    # metrics are summed on /metrics; empty means single-process metrics.
+    metrics_dir: str = ""
 
     @property
     def bind(self) -> str:
@@ -51,7 +58,9 @@ class ServeConfig:
             if raw is None or raw == "":
                 continue
             default = field.default
-            if isinstance(default, int):
+            if isinstance(default, bool):
+                values[field.name] = parse_bool(name, raw)
+            elif isinstance(default, int):
                 values[field.name] = parse_int(name, raw, *INT_BOUNDS[field.name])
             else:
                 values[field.name] = raw
@@ -67,6 +76,10 @@ ENV_NAMES = {
     "timeout": "SERVE_TIMEOUT",
     "graceful_timeout": "SERVE_GRACEFUL_TIMEOUT",
     "log_level": "SERVE_LOG_LEVEL",
+    "access_log": "SERVE_ACCESS_LOG",
+    "max_batch_rows": "SERVE_MAX_BATCH_ROWS",
+    "max_content_length": "SERVE_MAX_CONTENT_LENGTH",
+    "metrics_dir": "PROMETHEUS_MULTIPROC_DIR",
 }
 INT_BOUNDS = {  # inclusive (minimum, maximum)
     "port": (0, 65535),
@@ -74,7 +87,11 @@ INT_BOUNDS = {  # inclusive (minimum, maximum)
     "threads": (1, 256),
     "timeout": (1, 3600),
     "graceful_timeout": (0, 3600),
+    "max_batch_rows": (1, 1_000_000),
+    "max_content_length": (1024, 1024**3),
 }
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off"}
 
 
 def parse_int(name: str, raw: str, minimum: int, maximum: int) -> int:
@@ -86,3 +103,11 @@ def parse_int(name: str, raw: str, minimum: int, maximum: int) -> int:
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name}={value} must be between {minimum} and {maximum}")
     return value
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Parse 1/0, true/false, yes/no, on/off or raise ConfigError naming it."""
+    word = raw.strip().lower()
+    if word in TRUE_WORDS | FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")

@@ -31,6 +31,11 @@ class UnsupportedMediaType(ServingError):
     code = "unsupported_media_type"
 
 
+class NotReady(ServingError):
+    status = 503
+    code = "not_ready"
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
     """Build the one error body shape used for every non-2xx response."""
     return {"error": {"code": code, "message": message, "details": details or {}}}

@@ -1,4 +1,11 @@
-"""gunicorn settings, derived from ServeConfig (HOST, PORT, SERVE_*)."""
+"""gunicorn settings, derived from ServeConfig (HOST, PORT, SERVE_*).
+
+This file runs in the master, which must stay light: no onnxruntime, no app.
+"""
+
+import os
+import shutil
+import tempfile
 
 from serving.config import ServeConfig
 
@@ -9,10 +16,59 @@ workers = _config.worker_count
 threads = _config.threads
 worker_class = "gthread" if _config.threads > 1 else "sync"
 timeout = _config.timeout
+# SIGTERM: workers finish the request in hand, then exit; stragglers are killed
+# after this many seconds, so a rolling deploy never waits long.
 graceful_timeout = _config.graceful_timeout
 loglevel = _config.log_level
 # Each worker imports the app (and onnxruntime) itself. Loading onnxruntime in
 # the master via preload makes every SIGTERM wait the full graceful timeout.
 preload_app = False
-accesslog = None
 wsgi_app = "serving.wsgi:app"
+# The app writes its own JSON access log with request ids (SERVE_ACCESS_LOG).
+accesslog = None
+# gunicorn's runtime control socket lives in $HOME; the service does not use it
+# and a container user may have no writable home.
+control_socket_disable = True
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "serving.logs.JsonFormatter"}},
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+    "loggers": {
+        "gunicorn.error": {
+            "handlers": ["stderr"],
+            "level": _config.log_level.upper(),
+            "propagate": False,
+        }
+    },
+}
+
+# Multiprocess metrics: workers write samples to files in one directory, and
+# /metrics sums them. The directory must exist and be empty before workers
+# start, so the master prepares it and passes it down through the environment.
+_metrics_dir = _config.metrics_dir or tempfile.mkdtemp(prefix="digits-metrics-")
+_owns_metrics_dir = not _config.metrics_dir
+os.makedirs(_metrics_dir, exist_ok=True)
+for _name in os.listdir(_metrics_dir):
+    os.remove(os.path.join(_metrics_dir, _name))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges so they stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server):
+    """Remove the metrics directory this config created."""
+    if _owns_metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -154,14 +154,29 @@ class Predictor:
         (probabilities,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: features})
         return probabilities
 
-    def predict(self, features: np.ndarray) -> list[dict[str, float | int]]:
-        """Return {"prediction", "confidence"} for each row of (n, 64) float32."""
+    def predict(self, features: np.ndarray) -> Predictions:
+        """Classify (n, 64) float32 raw pixels: labels and their probabilities."""
         probabilities = self.probabilities(features)
-        labels = probabilities.argmax(axis=1)
-        confidences = probabilities[np.arange(len(labels)), labels]
+        indices = probabilities.argmax(axis=1)
+        confidences = probabilities[np.arange(len(indices)), indices]
+        return Predictions(CLASS_LABELS[indices], confidences)
+
+
+CLASS_LABELS = np.asarray(CLASSES)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predicted labels (n,) int and their probabilities (n,) float32."""
+
+    labels: np.ndarray
+    confidences: np.ndarray
+
+    def as_dicts(self) -> list[dict[str, int | float]]:
+        """Return the API's {"prediction", "confidence"} objects, in row order."""
         return [
-            {"prediction": CLASSES[label], "confidence": confidence}
+            {"prediction": label, "confidence": confidence}
             for label, confidence in zip(
-                labels.tolist(), confidences.tolist(), strict=True
+                self.labels.tolist(), self.confidences.tolist(), strict=True
             )
         ]

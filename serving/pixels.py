@@ -8,9 +8,11 @@ on the whole array at once. Element types are checked first because
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
-from contract import PIXEL_MAX, PIXEL_MIN
+from contract import INPUT_SIZE, PIXEL_MAX, PIXEL_MIN
 
 JSON_NUMBER_TYPES = frozenset({int, float})  # bool is its own type, so excluded
 MAX_REPORTED_ERRORS = 10  # enough to fix a request, small enough to read
@@ -69,3 +71,37 @@ def to_pixel_array(values: list) -> tuple[np.ndarray | None, dict[int, str]]:
     if errors:
         return None, errors
     return pixels.astype(np.float32), {}
+
+
+def row_shape_error(row: object) -> str | None:
+    """Return why `row` is not a list of INPUT_SIZE values, or None if it is."""
+    if type(row) is not list:
+        return f"must be an array of {INPUT_SIZE} numbers, got {json_type_name(row)}"
+    if len(row) != INPUT_SIZE:
+        return f"must have exactly {INPUT_SIZE} values, got {len(row)}"
+    return None
+
+
+def to_pixel_matrix(rows: list) -> tuple[np.ndarray | None, dict[str, object]]:
+    """Convert a list of 64-value rows to (n, 64) float32 pixels.
+
+    Returns (pixels, {}) when valid, else (None, errors) with errors keyed by
+    row index, then by column index for a bad value inside a well-shaped row.
+    """
+    shape_errors: dict[str, object] = {}
+    for index, row in enumerate(rows):
+        message = row_shape_error(row)
+        if message:
+            shape_errors[str(index)] = [message]
+            if len(shape_errors) == MAX_REPORTED_ERRORS:
+                break
+    if shape_errors:
+        return None, shape_errors
+    pixels, value_errors = to_pixel_array(list(chain.from_iterable(rows)))
+    if value_errors:
+        nested: dict[str, dict[str, list[str]]] = {}
+        for flat_index, message in value_errors.items():
+            row, column = divmod(flat_index, INPUT_SIZE)
+            nested.setdefault(str(row), {})[str(column)] = [message]
+        return None, nested
+    return pixels.reshape(len(rows), INPUT_SIZE), {}

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from serving.app import create_app
+from serving.model import Predictor
 
 VALID = [0.0] * 64
 
@@ -157,13 +158,17 @@ def test_wrong_method_is_a_json_405_with_allow_header(client):
     assert "POST" in response.headers["Allow"]
 
 
-class ExplodingPredictor:
+class ExplodingPredictor(Predictor):
     def predict(self, features):
         raise RuntimeError("secret internal detail")
 
 
-def test_unexpected_errors_are_a_json_500_without_internals(serve_config):
-    app = create_app(serve_config, predictor=ExplodingPredictor())
+def exploding(predictor) -> ExplodingPredictor:
+    return ExplodingPredictor(predictor.session, predictor.info)
+
+
+def test_unexpected_errors_are_a_json_500_without_internals(serve_config, predictor):
+    app = create_app(serve_config, predictor=exploding(predictor), warm=False)
     response = post_predict(app.test_client(), {"features": VALID})
     error = assert_error(response, 500, "internal_error")
     assert "secret" not in response.get_data(as_text=True)

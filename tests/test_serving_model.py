@@ -49,7 +49,7 @@ def test_loads_the_exported_model_and_reads_its_metadata(predictor, onnx_path):
 
 def test_predictions_are_labels_with_their_probability(predictor, digits):
     features, labels = digits
-    results = predictor.predict(features[:50])
+    results = predictor.predict(features[:50]).as_dicts()
     probabilities = predictor.probabilities(features[:50])
     assert [r["prediction"] for r in results] == probabilities.argmax(1).tolist()
     for result, row in zip(results, probabilities, strict=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,3 +60,10 @@ def build_model(seed: int) -> DigitsMLP:
     """Create a freshly initialised MLP whose weights depend only on `seed`."""
     torch.manual_seed(seed)
     return DigitsMLP()
+
+
+def predict_probabilities(mlp: DigitsMLP, pixels: np.ndarray) -> np.ndarray:
+    """Return (n, 10) float32 class probabilities for (n, 64) float32 raw pixels."""
+    classifier = DigitsClassifier(mlp).eval()
+    with torch.no_grad():
+        return classifier(torch.from_numpy(pixels)).numpy()

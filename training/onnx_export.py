@@ -23,7 +23,7 @@ from contract import (
     MetadataKey,
 )
 from training.config import TrainConfig
-from training.model import DigitsClassifier, DigitsMLP
+from training.model import DigitsClassifier, DigitsMLP, predict_probabilities
 
 OPSET_VERSION = 18
 # Bump when the architecture or the graph's interface changes.
@@ -49,6 +49,7 @@ def build_metadata(config: TrainConfig, test_accuracy: float) -> dict[str, str]:
         MetadataKey.NORMALIZATION: NORMALIZATION,
         MetadataKey.TEST_ACCURACY: f"{test_accuracy:.6f}",
         MetadataKey.TRAIN_CONFIG: json.dumps(config.to_dict(), sort_keys=True),
+        MetadataKey.OPSET: str(OPSET_VERSION),
     }
 
 
@@ -104,9 +105,7 @@ def max_parity_error(
         onnx_bytes, providers=["CPUExecutionProvider"]
     )
     (onnx_probabilities,) = session.run([OUTPUT_NAME], {INPUT_NAME: features})
-    with torch.no_grad():
-        torch_probabilities = DigitsClassifier(mlp).eval()(torch.from_numpy(features))
-    torch_probabilities = torch_probabilities.numpy()
+    torch_probabilities = predict_probabilities(mlp, features)
     difference = float(np.max(np.abs(onnx_probabilities - torch_probabilities)))
     mismatches = int(
         np.sum(onnx_probabilities.argmax(axis=1) != torch_probabilities.argmax(axis=1))

@@ -1,0 +1,180 @@
+"""Generate the OpenAPI 3 document from the marshmallow schemas with apispec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import fields
+
+from contract import INPUT_SIZE, PIXEL_MAX, PIXEL_MIN
+from serving.schemas import (
+    EXAMPLE_FEATURES,
+    ErrorSchema,
+    ModelInfoSchema,
+    PixelMatrix,
+    PixelVector,
+    PredictBatchRequestSchema,
+    PredictBatchResponseSchema,
+    PredictRequestSchema,
+    PredictResponseSchema,
+    StatusSchema,
+)
+
+OPENAPI_VERSION = "3.0.3"
+PIXEL_ROW = {
+    "type": "array",
+    "items": {"type": "number", "minimum": PIXEL_MIN, "maximum": PIXEL_MAX},
+    "minItems": INPUT_SIZE,
+    "maxItems": INPUT_SIZE,
+}
+
+
+def pixel_field_properties(self, field: fields.Field, **kwargs: Any) -> dict:
+    """Describe the custom pixel fields as JSON arrays with their bounds."""
+    if isinstance(field, PixelVector):
+        return dict(PIXEL_ROW)
+    if isinstance(field, PixelMatrix):
+        return {
+            "type": "array",
+            "items": PIXEL_ROW,
+            "minItems": 1,
+            "maxItems": field.max_rows,
+        }
+    return {}
+
+
+def json_content(schema: str, example: Any = None) -> dict:
+    content: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"content": {"application/json": content}}
+
+
+def error_response(description: str) -> dict:
+    return {"description": description, **json_content("Error")}
+
+
+VALIDATION_ERRORS = {
+    "400": error_response("body is not valid JSON (NaN, Infinity, 1e400 included)"),
+    "413": error_response("body larger than the configured limit"),
+    "415": error_response("Content-Type is not application/json"),
+    "422": error_response("body failed validation; details name each bad value"),
+}
+
+
+def operations(max_batch_rows: int) -> dict[str, dict[str, Any]]:
+    """Describe every route: path -> {method: operation}."""
+    return {
+        "/predict": {
+            "post": {
+                "summary": "Classify one 8x8 digit",
+                "requestBody": {
+                    "required": True,
+                    **json_content("PredictRequest", {"features": EXAMPLE_FEATURES}),
+                },
+                "responses": {
+                    "200": {
+                        "description": "the predicted digit and its probability",
+                        **json_content(
+                            "PredictResponse", {"prediction": 0, "confidence": 0.998}
+                        ),
+                    },
+                    **VALIDATION_ERRORS,
+                },
+            }
+        },
+        "/predict/batch": {
+            "post": {
+                "summary": f"Classify 1 to {max_batch_rows} digits in one call",
+                "requestBody": {
+                    "required": True,
+                    **json_content(
+                        "PredictBatchRequest", {"instances": [EXAMPLE_FEATURES]}
+                    ),
+                },
+                "responses": {
+                    "200": {
+                        "description": "one prediction per row, in request order",
+                        **json_content("PredictBatchResponse"),
+                    },
+                    **VALIDATION_ERRORS,
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness: the process is up",
+                "responses": {
+                    "200": {"description": "alive", **json_content("Status")}
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: model loaded and warmed up",
+                "responses": {
+                    "200": {"description": "ready", **json_content("Status")},
+                    "503": error_response("not ready yet"),
+                },
+            }
+        },
+        "/model": {
+            "get": {
+                "summary": "Metadata of the loaded model, read from the ONNX file",
+                "responses": {
+                    "200": {"description": "ok", **json_content("ModelInfo")}
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics, summed over all workers",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3 document"}},
+            }
+        },
+    }
+
+
+def build_openapi(model_version: str, max_batch_rows: int) -> dict[str, Any]:
+    """Return the OpenAPI document as a dict."""
+    plugin = MarshmallowPlugin()
+    spec = APISpec(
+        title="Digits classifier",
+        version=model_version,
+        openapi_version=OPENAPI_VERSION,
+        plugins=[plugin],
+        info={
+            "description": (
+                "Classify 8x8 handwritten digits (scikit-learn digits) with an "
+                "ONNX MLP. Send raw pixels 0..16, row-major; the model normalises."
+            )
+        },
+    )
+    plugin.converter.add_attribute_function(pixel_field_properties)
+    named_schemas = {
+        "PredictRequest": PredictRequestSchema(),
+        "PredictBatchRequest": PredictBatchRequestSchema(max_rows=max_batch_rows),
+        "PredictResponse": PredictResponseSchema(),
+        "PredictBatchResponse": PredictBatchResponseSchema(),
+        "Status": StatusSchema(),
+        "ModelInfo": ModelInfoSchema(),
+        "Error": ErrorSchema(),
+    }
+    for name, schema in named_schemas.items():
+        spec.components.schema(name, schema=schema)
+    for path, path_operations in operations(max_batch_rows).items():
+        spec.path(path=path, operations=path_operations)
+    return spec.to_dict()
