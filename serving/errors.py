@@ -31,6 +31,11 @@ class UnsupportedMediaType(ServingError):
     code = "unsupported_media_type"
 
 
+class PayloadTooLarge(ServingError):
+    status = 413
+    code = "payload_too_large"
+
+
 class NotReady(ServingError):
     status = 503
     code = "not_ready"

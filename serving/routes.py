@@ -11,12 +11,21 @@ import orjson
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from contract import MetadataKey
-from serving.errors import InvalidJSON, NotReady, UnsupportedMediaType
+from serving.errors import (
+    InvalidJSON,
+    NotReady,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from serving.metrics import record_predictions, render_metrics
 from serving.model import Predictor
 from serving.schemas import PredictBatchRequestSchema, PredictRequestSchema
 
 STATE_KEY = "digits"
+# Bodies over the limit but under this are drained before the 413; larger ones
+# are not worth reading, and the connection is simply closed.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+DRAIN_CHUNK_BYTES = 64 * 1024
 ONNX_DTYPES = {"tensor(float)": "float32"}
 
 api = Blueprint("api", __name__)
@@ -44,8 +53,29 @@ def state() -> ServiceState:
     return current_app.extensions[STATE_KEY]
 
 
+def refuse_oversized_body() -> None:
+    """Raise PayloadTooLarge if the declared body exceeds MAX_CONTENT_LENGTH.
+
+    The body is read and discarded first (up to DRAIN_LIMIT_BYTES), so a client
+    still sending it gets the 413 instead of a reset connection.
+    """
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    length = request.content_length
+    if length is None or length <= limit:
+        return  # chunked bodies are capped by werkzeug while reading
+    if length <= DRAIN_LIMIT_BYTES:
+        stream = request.environ["wsgi.input"]
+        while stream.read(DRAIN_CHUNK_BYTES):
+            pass
+    raise PayloadTooLarge(
+        f"request body is {length} bytes; the limit is {limit} bytes",
+        {"limit_bytes": limit},
+    )
+
+
 def read_json_body() -> object:
     """Parse the request body as strict JSON, or raise a 4xx ServingError."""
+    refuse_oversized_body()
     if request.mimetype != "application/json":
         raise UnsupportedMediaType(
             "Content-Type must be application/json, "

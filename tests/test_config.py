@@ -28,8 +28,23 @@ def test_environment_values_arrive(monkeypatch):
         ("PORT", "http", "PORT='http' is not an integer"),
         ("PORT", "70000", "PORT=70000 must be between 0 and 65535"),
         ("SERVE_THREADS", "0", "SERVE_THREADS=0 must be between 1 and 256"),
+        ("SERVE_ACCESS_LOG", "maybe", "SERVE_ACCESS_LOG='maybe' is not a boolean"),
     ],
 )
 def test_bad_values_name_the_variable(name, value, message):
     with pytest.raises(ConfigError, match=message):
         ServeConfig.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("0", False), ("off", False), ("TRUE", True)]
+)
+def test_access_log_switch(raw, expected):
+    assert ServeConfig.from_env({"SERVE_ACCESS_LOG": raw}).access_log is expected
+
+
+def test_limits_arrive(monkeypatch):
+    monkeypatch.setenv("SERVE_MAX_BATCH_ROWS", "16")
+    monkeypatch.setenv("SERVE_MAX_CONTENT_LENGTH", "65536")
+    config = ServeConfig.from_env()
+    assert (config.max_batch_rows, config.max_content_length) == (16, 65536)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO_ROOT
 from tests.serve_env import serve_env_python
@@ -59,8 +62,8 @@ def wait_until_listening(port: int, process: subprocess.Popen, log_path) -> None
     while time.monotonic() < deadline:
         assert process.poll() is None, log_path.read_text()
         try:
-            status, _ = request(f"http://127.0.0.1:{port}/predict", b"{}")
-            if status == 422:
+            status, _ = request(f"http://127.0.0.1:{port}/readyz")
+            if status == 200:
                 return
         except OSError:
             time.sleep(0.1)
@@ -78,7 +81,7 @@ def server(serve_python, onnx_path, tmp_path_factory):
     )
     try:
         wait_until_listening(port, process, log_path)
-        yield f"http://127.0.0.1:{port}", process
+        yield f"http://127.0.0.1:{port}", log_path
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
@@ -142,3 +145,84 @@ def test_missing_model_refuses_to_start_with_one_line(serve_python, tmp_path):
         f"error: model file not found: {tmp_path / 'x.onnx'} "
         "(create it with `python -m training.export`, or set SERVE_MODEL_PATH)"
     ]
+
+
+def predict_200_count(base: str) -> float:
+    """Read /predict 200s from /metrics, as a scraper would."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "digits_http_requests_total" and sample.labels == {
+                "endpoint": "/predict",
+                "method": "POST",
+                "status": "200",
+            }:
+                return sample.value
+    return 0.0
+
+
+def test_metrics_sum_over_both_workers(server, digits):
+    base, log_path = server
+    before = predict_200_count(base)
+    bodies = [json.dumps({"features": row.tolist()}).encode() for row in digits[0][:40]]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(lambda b: request(f"{base}/predict", b)[0], bodies))
+    assert statuses == [200] * 40
+    assert predict_200_count(base) == before + 40
+    access_pids = {
+        line["pid"]
+        for line in map(json.loads, re.findall(r"^\{.*\}$", log_path.read_text(), re.M))
+        if line.get("route") == "/predict"
+    }
+    assert len(access_pids) == 2  # both workers served, and both were counted
+
+
+def test_oversized_body_gets_a_json_413_and_the_server_keeps_serving(server):
+    base, _ = server
+    body = b'{"instances": [' + b"0," * (3 * 1024 * 1024) + b"0]}"
+    status, answer = request(f"{base}/predict/batch", body)
+    assert status == 413 and answer["error"]["code"] == "payload_too_large"
+    status, _ = request(f"{base}/predict", json.dumps({"features": [0] * 64}).encode())
+    assert status == 200
+
+
+def test_readiness_and_metadata_over_http(server):
+    base, _ = server
+    assert request(f"{base}/readyz") == (200, {"status": "ready"})
+    status, model = request(f"{base}/model")
+    assert status == 200 and model["input"]["shape"] == ["batch", 64]
+
+
+def test_sigterm_lets_the_in_flight_request_finish(
+    serve_python, onnx_path, tmp_path, digits
+):
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    process = start_server(
+        serve_python,
+        {"PORT": str(port), "SERVE_MODEL_PATH": str(onnx_path), "SERVE_WORKERS": "1"},
+        log_path,
+    )
+    wait_until_listening(port, process, log_path)
+    features, labels = digits
+    body = json.dumps({"features": features[9].tolist()}).encode()
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(head + body[:20])
+        time.sleep(0.3)  # the worker is now inside the request, waiting for body
+        stopping = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        connection.sendall(body[20:])
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 200 OK"
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["prediction"] == labels[9]
+    assert process.wait(timeout=5) == 0
+    assert time.monotonic() - stopping <= 2.0
