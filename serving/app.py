@@ -88,7 +88,7 @@ def create_app(
     """
     config = config or ServeConfig.from_env()
     configure_logging(config.log_level)
-    predictor = predictor or Predictor.load(config.model_path)
+    predictor = predictor or Predictor.load(config.model_path, config.ort_threads)
     metadata = predictor.info.metadata
     record_model(
         metadata[MetadataKey.MODEL_NAME],

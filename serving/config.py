@@ -28,6 +28,9 @@ class ServeConfig:
     model_path: str = str(Path(ARTIFACTS_DIR) / MODEL_FILENAME)  # SERVE_MODEL_PATH
     workers: int = 0  # SERVE_WORKERS; 0 means one per core
     threads: int = 1  # SERVE_THREADS per worker; >1 switches to gthread workers
+    # SERVE_ORT_THREADS: onnxruntime compute threads per worker. One per worker
+    # and one worker per core avoids cores x workers threads fighting (README).
+    ort_threads: int = 1
     timeout: int = 30  # SERVE_TIMEOUT: seconds before a stuck worker is killed
     graceful_timeout: int = 2  # SERVE_GRACEFUL_TIMEOUT: SIGTERM drain limit
     log_level: str = "info"  # SERVE_LOG_LEVEL
@@ -73,6 +76,7 @@ ENV_NAMES = {
     "model_path": "SERVE_MODEL_PATH",
     "workers": "SERVE_WORKERS",
     "threads": "SERVE_THREADS",
+    "ort_threads": "SERVE_ORT_THREADS",
     "timeout": "SERVE_TIMEOUT",
     "graceful_timeout": "SERVE_GRACEFUL_TIMEOUT",
     "log_level": "SERVE_LOG_LEVEL",
@@ -85,6 +89,7 @@ INT_BOUNDS = {  # inclusive (minimum, maximum)
     "port": (0, 65535),
     "workers": (0, 256),
     "threads": (1, 256),
+    "ort_threads": (1, 256),
     "timeout": (1, 3600),
     "graceful_timeout": (0, 3600),
     "max_batch_rows": (1, 1_000_000),

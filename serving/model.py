@@ -53,8 +53,6 @@ def read_model_bytes(path: Path) -> bytes:
 def create_session(model_bytes: bytes, path: Path, intra_op_threads: int):
     """Open an onnxruntime session on the CPU, or raise ModelLoadError."""
     options = onnxruntime.SessionOptions()
-    # One worker process per core, one compute thread each: more threads per
-    # worker only make the workers fight over the same cores.
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = 1
     try:

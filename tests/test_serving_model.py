@@ -91,3 +91,15 @@ def test_metadata_that_contradicts_the_contract_is_refused(tmp_path, onnx_path):
     metadata = exported_metadata(onnx_path) | {MetadataKey.PIXEL_MAX: "255.0"}
     with pytest.raises(ModelLoadError, match="pixel_max=255.0"):
         Predictor.load(write_model(tmp_path / "m.onnx", metadata=metadata))
+
+
+def test_onnxruntime_threads_follow_the_config(onnx_path):
+    from serving.app import create_app
+    from serving.config import ServeConfig
+    from serving.routes import STATE_KEY
+
+    config = ServeConfig(model_path=str(onnx_path), ort_threads=2)
+    session = create_app(config).extensions[STATE_KEY].predictor.session
+    assert session.get_session_options().intra_op_num_threads == 2
+    default = Predictor.load(onnx_path).session.get_session_options()
+    assert default.intra_op_num_threads == 1
