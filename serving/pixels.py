@@ -67,9 +67,10 @@ def to_pixel_array(values: list) -> tuple[np.ndarray | None, dict[int, str]]:
         pixels = np.asarray(values, dtype=np.float64)
     except OverflowError:  # an integer literal too large for any float
         pixels = np.asarray([float(v) if abs(v) < 1e308 else np.inf for v in values])
-    errors = range_errors(values, pixels)
-    if errors:
-        return None, errors
+    # Fast path for valid input: two reductions. NaN makes both comparisons
+    # False, so it falls through to the per-value report.
+    if not (pixels.min() >= PIXEL_MIN and pixels.max() <= PIXEL_MAX):
+        return None, range_errors(values, pixels)
     return pixels.astype(np.float32), {}
 
 
