@@ -52,3 +52,53 @@ $(DEV_ENV)/.installed: requirements-train.txt requirements-serve.txt requirement
 clean:
 	rm -rf $(TRAIN_ENV) $(SERVE_ENV) $(DEV_ENV) .cache .pytest_cache .ruff_cache
 	find artifacts -mindepth 1 ! -name README.md -delete
+
+# Benchmark: the production server against the seed's FastAPI + torch design,
+# in one run (see bench/run.py; about 3 minutes). Needs wrk from Debian:
+# `make bench-install-wrk` as root. Extra options: make bench BENCH_ARGS="-h".
+BENCH_ENV := .venv-bench
+
+.PHONY: bench bench-install-wrk
+
+bench: $(BENCH_ENV)/.installed $(SERVE_ENV)/.installed
+	@command -v wrk >/dev/null || { echo "wrk is not installed:" \
+		"run 'make bench-install-wrk' as root (Debian/Ubuntu)" >&2; exit 1; }
+	$(BENCH_ENV)/bin/python -m bench.run --serve-python $(SERVE_ENV)/bin/python \
+		$(BENCH_ARGS)
+
+bench-install-wrk:
+	apt-get update && apt-get install -y wrk
+
+# The train requirements plus the baseline's FastAPI stack; never the serve env.
+$(BENCH_ENV)/.installed: requirements-train.txt requirements-bench.txt
+	$(PYTHON) -m venv $(BENCH_ENV)
+	$(BENCH_ENV)/bin/pip install -r requirements-train.txt -r requirements-bench.txt
+	touch $@
+
+# Notebooks: `make notebooks` re-runs both top to bottom and saves their outputs
+# (run it after changing training/, then commit them; the test suite fails while
+# they are stale). `make lab` opens them in JupyterLab; pass server options with
+# e.g. make lab LAB_ARGS="--no-browser --port 8899" (as root: --allow-root).
+NOTEBOOK_ENV := .venv-notebooks
+LAB_ARGS ?=
+
+.PHONY: notebooks lab
+
+notebooks: $(DEV_ENV)/.installed
+	$(DEV_ENV)/bin/python -m notebooks.execute
+
+lab: $(NOTEBOOK_ENV)/.installed
+	$(NOTEBOOK_ENV)/bin/jupyter lab $(LAB_ARGS) notebooks
+
+$(NOTEBOOK_ENV)/.installed: requirements-train.txt requirements-notebooks.txt
+	$(PYTHON) -m venv $(NOTEBOOK_ENV)
+	$(NOTEBOOK_ENV)/bin/pip install -r requirements-notebooks.txt
+	touch $@
+
+# The Dockerfile's two stages without Docker, as CI runs them (about 2 minutes):
+# export in a fresh train venv, then serve exactly what the serve image holds
+# from a venv built from requirements-serve.txt alone. See scripts/two_stage_native.sh.
+.PHONY: two-stage
+
+two-stage:
+	PYTHON=$(PYTHON) bash scripts/two_stage_native.sh
