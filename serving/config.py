@@ -15,8 +15,10 @@ class ConfigError(ValueError):
 
 
 def default_workers() -> int:
-    """One worker per core: each worker runs onnxruntime on one thread."""
-    return os.cpu_count() or 1
+    """One worker per usable core: each worker runs onnxruntime on one thread."""
+    # The affinity mask honours cpusets (docker --cpuset-cpus, taskset), which
+    # os.cpu_count() ignores. CPU quotas (--cpus) still need SERVE_WORKERS.
+    return len(os.sched_getaffinity(0)) or 1
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,10 @@ accesslog = None
 # gunicorn's runtime control socket lives in $HOME; the service does not use it
 # and a container user may have no writable home.
 control_socket_disable = True
+# Worker heartbeats are file writes; on Docker's overlay filesystem they can
+# stall, so use memory-backed /dev/shm where it exists.
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"
 logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
