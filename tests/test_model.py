@@ -1,7 +1,8 @@
+import numpy as np
 import torch
 
 from contract import INPUT_SIZE, NUM_CLASSES, PIXEL_MAX
-from training.model import DigitsClassifier, build_model
+from training.model import DigitsClassifier, build_model, predict_probabilities
 
 
 def test_mlp_maps_batches_of_64_pixels_to_10_logits():
@@ -35,3 +36,17 @@ def test_initialisation_depends_only_on_the_seed():
     for name, tensor in same[0].items():
         assert torch.equal(tensor, same[1][name])
     assert not torch.equal(same[0]["layers.1.weight"], other["layers.1.weight"])
+
+
+def test_predict_probabilities_matches_the_classifier_on_numpy_pixels():
+    mlp = build_model(seed=0)
+    pixels = (np.random.default_rng(0).random((6, INPUT_SIZE)) * PIXEL_MAX).astype(
+        np.float32
+    )
+    probabilities = predict_probabilities(mlp, pixels)
+    assert probabilities.shape == (6, NUM_CLASSES)
+    assert probabilities.dtype == np.float32
+    with torch.no_grad():
+        expected = DigitsClassifier(mlp).eval()(torch.from_numpy(pixels)).numpy()
+    np.testing.assert_array_equal(probabilities, expected)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
