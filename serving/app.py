@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import orjson
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from flask_swagger_ui import get_swaggerui_blueprint
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -18,7 +18,7 @@ from serving.json_provider import OrjsonProvider
 from serving.logs import configure_logging
 from serving.metrics import record_model
 from serving.model import Predictor
-from serving.observability import install_request_hooks
+from serving.observability import current_request_id, install_request_hooks
 from serving.openapi import build_openapi
 from serving.routes import STATE_KEY, ServiceState, api, describe_model
 
@@ -60,7 +60,15 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected_error(error: Exception) -> Response:
-        logger.exception("unhandled error", exc_info=error)
+        logger.exception(
+            "unhandled error",
+            exc_info=error,
+            extra={
+                "request_id": current_request_id(),
+                "method": request.method,
+                "path": request.path,
+            },
+        )
         return error_response(500, "internal_error", "internal server error")
 
 

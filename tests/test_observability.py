@@ -60,7 +60,10 @@ def test_access_log_is_json_with_id_route_status_and_latency(client):
 def test_unhandled_errors_are_logged_with_the_traceback(serve_config, predictor):
     client = create_app(serve_config, exploding(predictor), warm=False).test_client()
     with records_of("serving.app") as records:
-        client.post("/predict", json={"features": ZERO_ROW})
+        client.post(
+            "/predict", json={"features": ZERO_ROW}, headers={"X-Request-ID": "e1"}
+        )
     (record,) = records
     line = json.loads(JsonFormatter().format(record))
+    assert line["request_id"] == "e1" and line["path"] == "/predict"
     assert "secret internal detail" in line["exception"]
