@@ -26,6 +26,11 @@ class InvalidJSON(ServingError):
     code = "invalid_json"
 
 
+class InvalidBody(ServingError):
+    status = 400
+    code = "invalid_body"
+
+
 class UnsupportedMediaType(ServingError):
     status = 415
     code = "unsupported_media_type"

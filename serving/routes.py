@@ -7,25 +7,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
 from contract import MetadataKey
-from serving.errors import (
-    InvalidJSON,
-    NotReady,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-)
+from serving.body import read_json_body
+from serving.errors import NotReady
 from serving.metrics import record_predictions, render_metrics
 from serving.model import Predictor
 from serving.schemas import PredictBatchRequestSchema, PredictRequestSchema
 
 STATE_KEY = "digits"
-# Bodies over the limit but under this are drained before the 413; larger ones
-# are not worth reading, and the connection is simply closed.
-DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
-DRAIN_CHUNK_BYTES = 64 * 1024
 ONNX_DTYPES = {"tensor(float)": "float32"}
 
 api = Blueprint("api", __name__)
@@ -37,6 +28,7 @@ class ServiceState:
 
     predictor: Predictor
     max_batch_rows: int
+    max_content_length: int
     metrics_dir: str
     openapi: dict[str, Any]
     model_description: dict[str, Any]
@@ -53,40 +45,6 @@ def state() -> ServiceState:
     return current_app.extensions[STATE_KEY]
 
 
-def refuse_oversized_body() -> None:
-    """Raise PayloadTooLarge if the declared body exceeds MAX_CONTENT_LENGTH.
-
-    The body is read and discarded first (up to DRAIN_LIMIT_BYTES), so a client
-    still sending it gets the 413 instead of a reset connection.
-    """
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    length = request.content_length
-    if length is None or length <= limit:
-        return  # chunked bodies are capped by werkzeug while reading
-    if length <= DRAIN_LIMIT_BYTES:
-        stream = request.environ["wsgi.input"]
-        while stream.read(DRAIN_CHUNK_BYTES):
-            pass
-    raise PayloadTooLarge(
-        f"request body is {length} bytes; the limit is {limit} bytes",
-        {"limit_bytes": limit},
-    )
-
-
-def read_json_body() -> object:
-    """Parse the request body as strict JSON, or raise a 4xx ServingError."""
-    refuse_oversized_body()
-    if request.mimetype != "application/json":
-        raise UnsupportedMediaType(
-            "Content-Type must be application/json, "
-            f"got {request.mimetype or 'nothing'!r}"
-        )
-    try:
-        return orjson.loads(request.get_data(cache=False))
-    except orjson.JSONDecodeError as error:
-        raise InvalidJSON(f"request body is not valid JSON: {error}") from None
-
-
 def classify(features: np.ndarray) -> list[dict[str, int | float]]:
     """Run one onnxruntime call on (n, 64) float32 pixels and count the results."""
     predictions = state().predictor.predict(features)
@@ -96,14 +54,16 @@ def classify(features: np.ndarray) -> list[dict[str, int | float]]:
 
 @api.post("/predict")
 def predict() -> Response:
-    body = state().predict_schema.load(read_json_body())
+    service = state()
+    body = service.predict_schema.load(read_json_body(service.max_content_length))
     (result,) = classify(body["features"].reshape(1, -1))
     return jsonify(result)
 
 
 @api.post("/predict/batch")
 def predict_batch() -> Response:
-    body = state().batch_schema.load(read_json_body())
+    service = state()
+    body = service.batch_schema.load(read_json_body(service.max_content_length))
     return jsonify({"predictions": classify(body["instances"])})
 
 

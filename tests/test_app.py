@@ -1,3 +1,5 @@
+import dataclasses
+import io
 import json
 
 import numpy as np
@@ -176,6 +178,40 @@ def test_unexpected_errors_are_a_json_500_without_internals(serve_config, predic
 
 
 def test_service_keeps_serving_after_bad_requests(client):
-    for body in ({"features": [1]}, "garbage", {"features": VALID}):
-        post_predict(client, body)
+    statuses = [
+        post_predict(client, body).status_code
+        for body in ({"features": [1]}, "garbage", {"features": VALID})
+    ]
+    assert statuses == [422, 400, 200]
     assert post_predict(client, {"features": VALID}).status_code == 200
+
+
+def post_chunked(client, body: bytes):
+    """Post `body` with no Content-Length, as a chunked upload arrives."""
+    return client.post(
+        "/predict",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_chunked_body_within_the_limit_is_served(client):
+    response = post_chunked(client, json.dumps({"features": VALID}).encode())
+    assert response.status_code == 200
+
+
+def test_chunked_body_over_the_limit_is_a_413(serve_config, predictor):
+    config = dataclasses.replace(serve_config, max_content_length=4096)
+    client = create_app(config, predictor=predictor).test_client()
+    padded = json.dumps({"features": VALID}).encode() + b" " * 5000
+    error = assert_error(post_chunked(client, padded), 413, "payload_too_large")
+    assert error["details"] == {"limit_bytes": 4096}
+
+
+def test_declared_length_over_the_limit_is_a_413(serve_config, predictor):
+    config = dataclasses.replace(serve_config, max_content_length=4096)
+    client = create_app(config, predictor=predictor).test_client()
+    body = json.dumps({"features": VALID}).encode() + b" " * 5000
+    error = assert_error(post_predict(client, body), 413, "payload_too_large")
+    assert str(len(body)) in error["message"]

@@ -5,6 +5,7 @@ import pytest
 
 from serving.app import create_app
 from serving.config import ServeConfig
+from tests.test_app import assert_error
 
 ZERO_ROW = [0.0] * 64
 
@@ -76,10 +77,7 @@ BAD_BATCHES = [
     ids=[case[0] for case in BAD_BATCHES],
 )
 def test_bad_batches_name_the_row_and_column(client, body, expected):
-    response = post_batch(client, body)
-    assert response.status_code == 422
-    error = response.get_json()["error"]
-    assert error["code"] == "invalid_request"
+    error = assert_error(post_batch(client, body), 422, "invalid_request")
     details = error["details"]
     if "instances" not in expected:
         details = details["instances"]

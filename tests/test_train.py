@@ -69,3 +69,44 @@ def test_checkpoint_is_reused_only_for_the_same_config(tmp_path):
     assert load_checkpoint(dataclasses.replace(config, seed=1), path) is None
     path.write_bytes(b"not a checkpoint")
     assert load_checkpoint(config, path) is None
+
+
+def test_digest_changes_with_the_training_code(tmp_path, monkeypatch):
+    import shutil
+
+    import training.config
+
+    for name in training.config.WEIGHT_SOURCES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(training.config.REPO_ROOT / name, tmp_path / name)
+    monkeypatch.setattr(training.config, "REPO_ROOT", tmp_path)
+    config = TrainConfig()
+    before = config.digest()
+    assert TrainConfig().digest() == before
+    with open(tmp_path / "training" / "train.py", "a") as source:
+        source.write("\n# a change to the training loop\n")
+    assert config.digest() != before
+    assert dataclasses.replace(config, epochs=3).digest() != config.digest()
+
+
+def test_checkpoint_of_another_architecture_is_retrained(tmp_path):
+    config = TrainConfig(epochs=1)
+    result = train(config)
+    result.model.layers[1] = torch.nn.Linear(64, 32)  # a different shape
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(result, path)
+    assert load_checkpoint(config, path) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("epochs", 0),
+        ("batch_size", 0),
+        ("test_fraction", 1.0),
+        ("max_learning_rate", 0.0),
+    ],
+)
+def test_impossible_configs_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})

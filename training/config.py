@@ -14,6 +14,15 @@ from typing import Any
 from contract import ARTIFACTS_DIR
 
 ENV_PREFIX = "TRAIN_"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# The code that decides the trained weights (not export, plots or figures).
+WEIGHT_SOURCES = (
+    "contract.py",
+    "training/config.py",
+    "training/data.py",
+    "training/model.py",
+    "training/train.py",
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,22 @@ class TrainConfig:
     weight_decay: float = 0.01
     output_dir: str = ARTIFACTS_DIR
 
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"{name} must be at least 1, got {getattr(self, name)}"
+                )
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ValueError(
+                f"test_fraction must be in (0, 1), got {self.test_fraction}"
+            )
+        if self.max_learning_rate <= 0.0 or self.weight_decay < 0.0:
+            raise ValueError(
+                "max_learning_rate must be > 0 and weight_decay >= 0, got "
+                f"{self.max_learning_rate} and {self.weight_decay}"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """Return the fields that decide the trained weights (not where they go)."""
         fields = dataclasses.asdict(self)
@@ -37,9 +62,16 @@ class TrainConfig:
         return fields
 
     def digest(self) -> str:
-        """Return a stable sha256 of `to_dict`, used to match checkpoints."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        """Return a sha256 of this config and of the code that trains with it.
+
+        Same digest, same weights: checkpoints are matched on it, and the model
+        version carries it, so editing the training code retrains.
+        """
+        hasher = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode())
+        for name in WEIGHT_SOURCES:
+            hasher.update(name.encode())
+            hasher.update((REPO_ROOT / name).read_bytes())
+        return hasher.hexdigest()
 
     @property
     def output_path(self) -> Path:

@@ -18,23 +18,31 @@ TARGET_MIN_ACCURACY = 0.975
 def parse_seeds(text: str) -> list[int]:
     """Parse "0-4" or "0,2,7" into a list of seeds."""
     seeds: list[int] = []
-    for part in text.split(","):
-        start, _, end = part.partition("-")
-        seeds.extend(range(int(start), int(end or start) + 1))
+    try:
+        for part in text.split(","):
+            start, _, end = part.partition("-")
+            seeds.extend(range(int(start), int(end or start) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a seed list: {text!r}") from None
     if not seeds:
-        raise ValueError(f"no seeds in {text!r}")
+        raise argparse.ArgumentTypeError(f"no seeds in {text!r} (try 0-4)")
     return seeds
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train one model per seed and print the per-seed accuracy table."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seeds", default="0-4", help='e.g. "0-4" or "0,3,7"')
+    parser.add_argument(
+        "--seeds", type=parse_seeds, default="0-4", help='e.g. "0-4" or "0,3,7"'
+    )
     args = parser.parse_args(argv)
-    base = config_from_env()
+    try:
+        base = config_from_env()
+    except ValueError as error:
+        parser.error(str(error))
     accuracies = []
     print(f"{'seed':>4}  {'test accuracy':>13}", flush=True)
-    for seed in parse_seeds(args.seeds):
+    for seed in args.seeds:
         result = train(dataclasses.replace(base, seed=seed))
         accuracies.append(result.test_accuracy)
         print(f"{seed:>4}  {result.test_accuracy:>13.4f}", flush=True)

@@ -43,7 +43,7 @@ def obtain_trained_model(config: TrainConfig) -> TrainResult:
     checkpoint_path = config.output_path / CHECKPOINT_FILENAME
     result = load_checkpoint(config, checkpoint_path)
     if result is not None:
-        log(f"reusing {checkpoint_path} (config {config.digest()[:12]})")
+        log(f"reusing {checkpoint_path}: same config and training code")
         return result
     log(f"training: {json.dumps(config.to_dict(), sort_keys=True)}")
     result = train(config, progress=log)

@@ -142,11 +142,11 @@ def train(
 
 
 def save_checkpoint(result: TrainResult, path: Path) -> None:
-    """Write weights, config digest and history so a later export can reuse them."""
+    """Write weights, training digest and history so a later export can reuse them."""
     torch.save(
         {
             "config": result.config.to_dict(),
-            "config_digest": result.config.digest(),
+            "training_digest": result.config.digest(),
             "state_dict": result.model.state_dict(),
             "history": [record.__dict__ for record in result.history],
         },
@@ -155,17 +155,20 @@ def save_checkpoint(result: TrainResult, path: Path) -> None:
 
 
 def load_checkpoint(config: TrainConfig, path: Path) -> TrainResult | None:
-    """Return the checkpoint at `path` if it was trained with `config`, else None."""
+    """Return the checkpoint at `path` if this config and code made it, else None."""
     if not path.is_file():
         return None
     try:
         saved = torch.load(path, weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):
         return None  # unreadable or from another torch version: retrain
-    if saved.get("config_digest") != config.digest():
+    if saved.get("training_digest") != config.digest():
         return None
     model = DigitsMLP()
-    model.load_state_dict(saved["state_dict"])
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except (RuntimeError, KeyError):
+        return None  # weights of another architecture: retrain
     model.eval()
     history = [EpochRecord(**record) for record in saved["history"]]
     return TrainResult(model=model, config=config, history=history)
