@@ -104,7 +104,9 @@ def create_app(
         predictor.info.sha256,
     )
 
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # no static files to serve
+    # Without this, Flask answers OPTIONS itself with an empty HTML 200.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
     app.extensions[STATE_KEY] = ServiceState(

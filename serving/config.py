@@ -46,10 +46,12 @@ class ServeConfig:
 
     @property
     def bind(self) -> str:
+        """The gunicorn bind address, HOST:PORT."""
         return f"{self.host}:{self.port}"
 
     @property
     def worker_count(self) -> int:
+        """SERVE_WORKERS, or one per usable core when it is 0."""
         return self.workers or default_workers()
 
     @classmethod
@@ -63,7 +65,9 @@ class ServeConfig:
             if raw is None or raw == "":
                 continue
             default = field.default
-            if isinstance(default, bool):
+            if field.name == "log_level":
+                values[field.name] = parse_log_level(name, raw)
+            elif isinstance(default, bool):
                 values[field.name] = parse_bool(name, raw)
             elif isinstance(default, int):
                 values[field.name] = parse_int(name, raw, *INT_BOUNDS[field.name])
@@ -88,7 +92,7 @@ ENV_NAMES = {
     "metrics_dir": "PROMETHEUS_MULTIPROC_DIR",
 }
 INT_BOUNDS = {  # inclusive (minimum, maximum)
-    "port": (0, 65535),
+    "port": (1, 65535),
     "workers": (0, 256),
     "threads": (1, 256),
     "ort_threads": (1, 256),
@@ -97,6 +101,7 @@ INT_BOUNDS = {  # inclusive (minimum, maximum)
     "max_batch_rows": (1, 1_000_000),
     "max_content_length": (1024, 1024**3),
 }
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 
@@ -118,3 +123,11 @@ def parse_bool(name: str, raw: str) -> bool:
     if word in TRUE_WORDS | FALSE_WORDS:
         return word in TRUE_WORDS
     raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def parse_log_level(name: str, raw: str) -> str:
+    """Accept a standard logging level name, in any case, or raise ConfigError."""
+    level = raw.strip().lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(LOG_LEVELS)}")
+    return level

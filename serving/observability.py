@@ -16,6 +16,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # clean; anything else is replaced by a fresh one.
 ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED_ENDPOINT = "unmatched"  # one label for every unknown path
+# Metric labels must come from a closed set, or clients could create series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 access_log = logging.getLogger("serving.access")
 
@@ -39,7 +41,8 @@ def finish_request(response: Response, write_access_log: bool) -> Response:
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
     endpoint = request.url_rule.rule if request.url_rule else UNMATCHED_ENDPOINT
     response.headers[REQUEST_ID_HEADER] = current_request_id()
-    record_request(endpoint, request.method, response.status_code, seconds)
+    method = request.method if request.method in KNOWN_METHODS else "other"
+    record_request(endpoint, method, response.status_code, seconds)
     if write_access_log:
         access_log.info(
             "request",

@@ -154,8 +154,9 @@ def test_unknown_route_is_a_json_404(client):
     assert_error(client.get("/nope"), 404, "not_found")
 
 
-def test_wrong_method_is_a_json_405_with_allow_header(client):
-    response = client.get("/predict")
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "OPTIONS", "BREW"])
+def test_wrong_method_is_a_json_405_with_allow_header(client, method):
+    response = client.open("/predict", method=method)
     assert_error(response, 405, "method_not_allowed")
     assert "POST" in response.headers["Allow"]
 

@@ -26,7 +26,9 @@ def test_environment_values_arrive(monkeypatch):
     ("name", "value", "message"),
     [
         ("PORT", "http", "PORT='http' is not an integer"),
-        ("PORT", "70000", "PORT=70000 must be between 0 and 65535"),
+        ("PORT", "70000", "PORT=70000 must be between 1 and 65535"),
+        ("PORT", "0", "PORT=0 must be between 1 and 65535"),
+        ("SERVE_LOG_LEVEL", "loud", "SERVE_LOG_LEVEL='loud' is not one of debug"),
         ("SERVE_THREADS", "0", "SERVE_THREADS=0 must be between 1 and 256"),
         ("SERVE_ACCESS_LOG", "maybe", "SERVE_ACCESS_LOG='maybe' is not a boolean"),
     ],
@@ -48,3 +50,18 @@ def test_limits_arrive(monkeypatch):
     monkeypatch.setenv("SERVE_MAX_CONTENT_LENGTH", "65536")
     config = ServeConfig.from_env()
     assert (config.max_batch_rows, config.max_content_length) == (16, 65536)
+
+
+def test_every_setting_has_its_variable(monkeypatch):
+    values = {
+        "SERVE_ORT_THREADS": "2",
+        "SERVE_TIMEOUT": "45",
+        "SERVE_GRACEFUL_TIMEOUT": "5",
+        "SERVE_LOG_LEVEL": "WARNING",
+        "PROMETHEUS_MULTIPROC_DIR": "/tmp/metrics",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    config = ServeConfig.from_env()
+    assert (config.ort_threads, config.timeout, config.graceful_timeout) == (2, 45, 5)
+    assert config.log_level == "warning" and config.metrics_dir == "/tmp/metrics"

@@ -90,3 +90,20 @@ def test_metrics_endpoint_serves_prometheus_text(client, predictor):
         if s.labels["sha256"] == predictor.info.sha256
     ]
     assert info.value == 1.0
+
+
+def test_unknown_methods_share_one_label(client):
+    before = sample(
+        "digits_http_requests_total", endpoint="unmatched", method="other", status="405"
+    )
+    client.open("/predict", method="BREW")
+    client.open("/predict", method="PROPFIND")
+    assert (
+        sample(
+            "digits_http_requests_total",
+            endpoint="unmatched",
+            method="other",
+            status="405",
+        )
+        == before + 2
+    )
