@@ -3,6 +3,7 @@
 This file runs in the master, which must stay light: no onnxruntime, no app.
 """
 
+import glob
 import os
 import shutil
 import tempfile
@@ -14,7 +15,13 @@ _config = ServeConfig.from_env()
 bind = _config.bind
 workers = _config.worker_count
 threads = _config.threads
-worker_class = "gthread" if _config.threads > 1 else "sync"
+# gunicorn's sync/gthread workers, answering the requests gunicorn rejects itself
+# (bad request line or headers, over-long URL) with our JSON error shape.
+worker_class = (
+    "serving.gunicorn_workers.ThreadWorkerWithJsonErrors"
+    if _config.threads > 1
+    else "serving.gunicorn_workers.SyncWorkerWithJsonErrors"
+)
 timeout = _config.timeout
 # SIGTERM: workers finish the request in hand, then exit; stragglers are killed
 # after this many seconds, so a rolling deploy never waits long.
@@ -60,19 +67,20 @@ logconfig_dict = {
 _metrics_dir = _config.metrics_dir or tempfile.mkdtemp(prefix="digits-metrics-")
 _owns_metrics_dir = not _config.metrics_dir
 os.makedirs(_metrics_dir, exist_ok=True)
-for _name in os.listdir(_metrics_dir):
-    os.remove(os.path.join(_metrics_dir, _name))
+# Only prometheus-client's own sample files: a shared directory may hold others.
+for _stale in glob.glob(os.path.join(_metrics_dir, "*.db")):
+    os.remove(_stale)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
-def child_exit(server, worker):
+def child_exit(server, worker) -> None:
     """Drop a dead worker's live gauges so they stop counting."""
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, _metrics_dir)
 
 
-def on_exit(server):
+def on_exit(server) -> None:
     """Remove the metrics directory this config created."""
     if _owns_metrics_dir:
         shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -485,3 +485,19 @@ def test_compose_scale_puts_replicas_behind_nginx(compose, compose_scale, stages
     upstream = re.search(r"set \$(\w+) (\S+);", conf)
     assert upstream and upstream[2] == f"http://api:{port}"
     assert re.search(rf"proxy_pass \${upstream[1]};", conf)
+
+
+def test_nginx_accepts_every_body_the_api_accepts():
+    from serving.config import ServeConfig
+
+    match = re.search(r"client_max_body_size\s+(\d+)m;", NGINX_CONF.read_text())
+    assert match, "client_max_body_size must be set in megabytes"
+    assert int(match.group(1)) * 1024 * 1024 >= ServeConfig().max_content_length
+
+
+def test_nginx_own_errors_are_json_in_the_api_shape():
+    conf = NGINX_CONF.read_text()
+    bodies = re.findall(r"return (\d{3}) '(.*)';", conf)
+    assert {status for status, _ in bodies} == {"400", "413", "503"}
+    for _, body in bodies:
+        assert set(json.loads(body)["error"]) == {"code", "message", "details"}
