@@ -20,7 +20,7 @@ from serving.metrics import record_model
 from serving.model import Predictor
 from serving.observability import current_request_id, install_request_hooks
 from serving.openapi import build_openapi
-from serving.routes import STATE_KEY, ServiceState, api, describe_model
+from serving.routes import STATE_KEY, ServiceState, api
 
 logger = logging.getLogger("serving.app")
 
@@ -117,7 +117,7 @@ def create_app(
         openapi=build_openapi(
             metadata[MetadataKey.MODEL_VERSION], config.max_batch_rows
         ),
-        model_description=describe_model(predictor),
+        model_description=predictor.info.describe(),
     )
     app.register_blueprint(api)
     # Swagger UI's assets ship inside the flask-swagger-ui wheel: no CDN needed.

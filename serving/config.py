@@ -9,6 +9,8 @@ from pathlib import Path
 
 from contract import ARTIFACTS_DIR, MODEL_FILENAME
 
+DEFAULT_MAX_BATCH_ROWS = 1024  # rows per POST /predict/batch
+
 
 class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
@@ -37,7 +39,7 @@ class ServeConfig:
     graceful_timeout: int = 2  # SERVE_GRACEFUL_TIMEOUT: SIGTERM drain limit
     log_level: str = "info"  # SERVE_LOG_LEVEL
     access_log: bool = True  # SERVE_ACCESS_LOG: one JSON line per request
-    max_batch_rows: int = 1024  # SERVE_MAX_BATCH_ROWS for POST /predict/batch
+    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS  # SERVE_MAX_BATCH_ROWS
     # SERVE_MAX_CONTENT_LENGTH in bytes; 2 MiB holds 1024 rows of long floats.
     max_content_length: int = 2 * 1024 * 1024
     # PROMETHEUS_MULTIPROC_DIR: set by the gunicorn config so that all workers'

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime
@@ -21,6 +22,8 @@ from contract import (
 )
 
 FLOAT_TENSOR = "tensor(float)"
+# onnxruntime's load errors can quote large parts of the file; keep the line short.
+MAX_REASON_CHARS = 200
 
 
 class ModelLoadError(RuntimeError):
@@ -38,6 +41,42 @@ class ModelInfo:
     input_shape: list[int | str | None]
     output_name: str
     output_shape: list[int | str | None]
+
+    def describe(self) -> dict[str, Any]:
+        """Summarise the file for GET /model, from its graph and metadata_props."""
+        meta = self.metadata
+        return {
+            "name": meta[MetadataKey.MODEL_NAME],
+            "version": meta[MetadataKey.MODEL_VERSION],
+            "sha256": self.sha256,
+            "opset": int(meta[MetadataKey.OPSET])
+            if MetadataKey.OPSET in meta
+            else None,
+            # check_tensor guarantees both are float32 tensors.
+            "input": {
+                "name": self.input_name,
+                "dtype": "float32",
+                "shape": self.input_shape,
+            },
+            "output": {
+                "name": self.output_name,
+                "dtype": "float32",
+                "shape": self.output_shape,
+            },
+            "pixel_range": [
+                float(meta[MetadataKey.PIXEL_MIN]),
+                float(meta[MetadataKey.PIXEL_MAX]),
+            ],
+            "classes": json.loads(meta[MetadataKey.CLASSES]),
+            "normalization": meta[MetadataKey.NORMALIZATION],
+            "metrics": {
+                key: float(meta[key])
+                for key in (MetadataKey.TEST_ACCURACY,)
+                if key in meta
+            },
+            "train_config": json.loads(meta.get(MetadataKey.TRAIN_CONFIG, "{}")),
+            "metadata": meta,
+        }
 
 
 def read_model_bytes(path: Path) -> bytes:
@@ -62,7 +101,7 @@ def create_session(model_bytes: bytes, path: Path, intra_op_threads: int):
     except Exception as error:  # onnxruntime raises several unrelated types
         first_line = str(error).strip().splitlines()[0] if str(error) else ""
         raise ModelLoadError(
-            f"cannot load {path} as an ONNX model: {first_line[:200]}"
+            f"cannot load {path} as an ONNX model: {first_line[:MAX_REASON_CHARS]}"
         ) from error
 
 

@@ -46,21 +46,23 @@ def pixel_field_properties(self, field: fields.Field, **kwargs: Any) -> dict:
 
 
 def json_content(schema: str, example: Any = None) -> dict:
+    """Describe a JSON body of component `schema`, with an optional example."""
     content: dict[str, Any] = {"schema": schema}
     if example is not None:
         content["example"] = example
     return {"content": {"application/json": content}}
 
 
-def error_response(description: str) -> dict:
+def error_reply(description: str) -> dict:
+    """Describe an error response: the one Error schema, with `description`."""
     return {"description": description, **json_content("Error")}
 
 
 VALIDATION_ERRORS = {
-    "400": error_response("body is not valid JSON (NaN, Infinity, 1e400 included)"),
-    "413": error_response("body larger than the configured limit"),
-    "415": error_response("Content-Type is not application/json"),
-    "422": error_response("body failed validation; details name each bad value"),
+    "400": error_reply("body is not valid JSON (NaN, Infinity, 1e400 included)"),
+    "413": error_reply("body larger than the configured limit"),
+    "415": error_reply("Content-Type is not application/json"),
+    "422": error_reply("body failed validation; details name each bad value"),
 }
 
 
@@ -116,7 +118,7 @@ def operations(max_batch_rows: int) -> dict[str, dict[str, Any]]:
                 "summary": "Readiness: model loaded and warmed up",
                 "responses": {
                     "200": {"description": "ready", **json_content("Status")},
-                    "503": error_response("not ready yet"),
+                    "503": error_reply("not ready yet"),
                 },
             }
         },

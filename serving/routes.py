@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify
 
-from contract import MetadataKey
 from serving.body import read_json_body
 from serving.errors import NotReady
 from serving.metrics import record_predictions, render_metrics
@@ -17,7 +15,6 @@ from serving.model import Predictor
 from serving.schemas import PredictBatchRequestSchema, PredictRequestSchema
 
 STATE_KEY = "digits"
-ONNX_DTYPES = {"tensor(float)": "float32"}
 
 api = Blueprint("api", __name__)
 
@@ -35,13 +32,14 @@ class ServiceState:
     ready: bool = False
     not_ready_reason: str = "warm-up has not run"
     predict_schema: PredictRequestSchema = field(default_factory=PredictRequestSchema)
-    batch_schema: PredictBatchRequestSchema | None = None
+    batch_schema: PredictBatchRequestSchema = field(init=False)
 
     def __post_init__(self) -> None:
         self.batch_schema = PredictBatchRequestSchema(max_rows=self.max_batch_rows)
 
 
 def state() -> ServiceState:
+    """Return this worker's shared state."""
     return current_app.extensions[STATE_KEY]
 
 
@@ -93,39 +91,3 @@ def openapi() -> Response:
 def metrics() -> Response:
     body, content_type = render_metrics(state().metrics_dir)
     return Response(body, content_type=content_type)
-
-
-def describe_model(predictor: Predictor) -> dict[str, Any]:
-    """Summarise the loaded file from its graph and metadata_props."""
-    info = predictor.info
-    meta = info.metadata
-    session = predictor.session
-    tensors = {
-        kind: {
-            "name": tensor.name,
-            "dtype": ONNX_DTYPES.get(tensor.type, tensor.type),
-            "shape": list(tensor.shape),
-        }
-        for kind, tensor in (
-            ("input", session.get_inputs()[0]),
-            ("output", session.get_outputs()[0]),
-        )
-    }
-    return {
-        "name": meta[MetadataKey.MODEL_NAME],
-        "version": meta[MetadataKey.MODEL_VERSION],
-        "sha256": info.sha256,
-        "opset": int(meta[MetadataKey.OPSET]) if MetadataKey.OPSET in meta else None,
-        **tensors,
-        "pixel_range": [
-            float(meta[MetadataKey.PIXEL_MIN]),
-            float(meta[MetadataKey.PIXEL_MAX]),
-        ],
-        "classes": json.loads(meta[MetadataKey.CLASSES]),
-        "normalization": meta[MetadataKey.NORMALIZATION],
-        "metrics": {
-            key: float(meta[key]) for key in (MetadataKey.TEST_ACCURACY,) if key in meta
-        },
-        "train_config": json.loads(meta.get(MetadataKey.TRAIN_CONFIG, "{}")),
-        "metadata": meta,
-    }

@@ -10,9 +10,8 @@ import numpy as np
 from marshmallow import Schema, ValidationError, fields, validate
 
 from contract import CLASSES, INPUT_SIZE, PIXEL_MAX, PIXEL_MIN
+from serving.config import DEFAULT_MAX_BATCH_ROWS
 from serving.pixels import json_type_name, row_shape_error, to_pixel_matrix
-
-DEFAULT_MAX_BATCH_ROWS = 1024
 
 # A real digit (a zero from load_digits), used as the example in the docs.
 EXAMPLE_FEATURES = [
@@ -128,6 +127,8 @@ class StatusSchema(Schema):
 
 
 class TensorSchema(Schema):
+    """A graph input or output: name, element type and shape."""
+
     name = fields.String(required=True)
     dtype = fields.String(required=True, metadata={"example": "float32"})
     shape = fields.List(
@@ -141,7 +142,7 @@ class ModelInfoSchema(Schema):
     name = fields.String(required=True)
     version = fields.String(required=True)
     sha256 = fields.String(required=True)
-    opset = fields.Integer(required=True)
+    opset = fields.Integer(required=True, allow_none=True)
     input = fields.Nested(TensorSchema, required=True)
     output = fields.Nested(TensorSchema, required=True)
     pixel_range = fields.List(fields.Float(), required=True)
@@ -157,6 +158,8 @@ class ModelInfoSchema(Schema):
 
 
 class ErrorDetailSchema(Schema):
+    """The inside of every error body."""
+
     code = fields.String(
         required=True,
         metadata={

@@ -58,3 +58,29 @@ def test_docs_page_and_its_assets_are_served_locally(client):
         response = client.get(f"/docs/{asset}")
         assert response.status_code == 200 and len(response.data) > 10_000
         response.close()
+
+
+def test_real_responses_match_their_documented_schemas(client):
+    from serving.schemas import (
+        ErrorSchema,
+        ModelInfoSchema,
+        PredictBatchResponseSchema,
+        PredictResponseSchema,
+        StatusSchema,
+    )
+
+    row = {"features": EXAMPLE_FEATURES}
+    checks = [
+        (PredictResponseSchema(), client.post("/predict", json=row)),
+        (
+            PredictBatchResponseSchema(),
+            client.post("/predict/batch", json={"instances": [EXAMPLE_FEATURES] * 3}),
+        ),
+        (StatusSchema(), client.get("/healthz")),
+        (StatusSchema(), client.get("/readyz")),
+        (ModelInfoSchema(), client.get("/model")),
+        (ErrorSchema(), client.post("/predict", json={"features": [1]})),
+        (ErrorSchema(), client.get("/nowhere")),
+    ]
+    for schema, response in checks:
+        assert schema.validate(response.get_json()) == {}, response.request.path
