@@ -47,7 +47,8 @@ def read_limited_body(limit: int) -> bytes:
                 while stream.read(DRAIN_CHUNK_BYTES):
                     pass
             raise too_large(limit, length)
-        return request.get_data(cache=False)
+        # The length is known and within the limit: read exactly that much.
+        return stream.read(length)
     except ServingError:
         raise
     except Exception as error:  # the server's own framing errors (bad chunks, ...)

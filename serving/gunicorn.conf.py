@@ -40,26 +40,7 @@ control_socket_disable = True
 # stall, so use memory-backed /dev/shm where it exists.
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "serving.logs.JsonFormatter"}},
-    "handlers": {
-        "stderr": {
-            "class": "logging.StreamHandler",
-            "formatter": "json",
-            "stream": "ext://sys.stderr",
-        }
-    },
-    "root": {"handlers": ["stderr"], "level": "WARNING"},
-    "loggers": {
-        "gunicorn.error": {
-            "handlers": ["stderr"],
-            "level": _config.log_level.upper(),
-            "propagate": False,
-        }
-    },
-}
+logger_class = "serving.logs.GunicornJsonLogger"
 
 # Multiprocess metrics: workers write samples to files in one directory, and
 # /metrics sums them. The directory must exist and be empty before workers

@@ -7,6 +7,7 @@ import sys
 import time
 
 import orjson
+from gunicorn import glogging
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
 STANDARD_ATTRIBUTES = frozenset(
@@ -42,3 +43,18 @@ def configure_logging(level: str) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
+
+
+class GunicornJsonLogger(glogging.Logger):
+    """gunicorn's own log (start-up, workers, bad requests) as JSON lines.
+
+    gunicorn's access log stays off: the app writes one richer line per request
+    (with its id and route). Configuring gunicorn through `logconfig_dict`
+    instead would make it build, then drop, an access record per request.
+    """
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        self._access_log_enabled = False
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())

@@ -7,6 +7,8 @@ scrape sees the whole server rather than whichever worker answered.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -57,15 +59,31 @@ PREDICTIONS_BY_CLASS = [PREDICTIONS.labels(digit=str(label)) for label in CLASSE
 def record_predictions(labels: np.ndarray) -> None:
     """Count (n,) predicted class indices, overall and per class."""
     ROWS_PREDICTED.inc(len(labels))
-    for index, count in enumerate(np.bincount(labels, minlength=len(CLASSES))):
-        if count:
-            PREDICTIONS_BY_CLASS[index].inc(int(count))
+    counts = np.bincount(labels, minlength=len(CLASSES))
+    for index in np.flatnonzero(counts).tolist():
+        PREDICTIONS_BY_CLASS[index].inc(int(counts[index]))
+
+
+@functools.cache
+def request_counter(endpoint: str, method: str, status: int) -> Counter:
+    """The labelled child for one (route, method, status): labels() takes a lock.
+
+    The label values come from closed sets (routes, known methods, statuses),
+    so this cache stays small.
+    """
+    return REQUESTS.labels(endpoint, method, str(status))
+
+
+@functools.cache
+def latency_histogram(endpoint: str) -> Histogram:
+    """The labelled latency child for one route."""
+    return LATENCY.labels(endpoint)
 
 
 def record_request(endpoint: str, method: str, status: int, seconds: float) -> None:
     """Count one finished request and observe its latency."""
-    REQUESTS.labels(endpoint, method, str(status)).inc()
-    LATENCY.labels(endpoint).observe(seconds)
+    request_counter(endpoint, method, status).inc()
+    latency_histogram(endpoint).observe(seconds)
 
 
 def record_model(name: str, version: str, sha256: str) -> None:

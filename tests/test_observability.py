@@ -1,5 +1,7 @@
+import dataclasses
 import json
 import logging
+import os
 from contextlib import contextmanager
 
 import pytest
@@ -45,16 +47,22 @@ def test_error_responses_carry_the_request_id_too(client):
     assert response.status_code == 404 and response.headers["X-Request-ID"] == "abc"
 
 
-def test_access_log_is_json_with_id_route_status_and_latency(client):
-    with records_of("serving.access") as records:
-        client.post("/predict", json={"features": [1]}, headers={"X-Request-ID": "r1"})
-    (record,) = records
-    line = json.loads(JsonFormatter().format(record))
-    assert line["request_id"] == "r1"
+def test_access_log_is_one_json_line_with_id_route_status_and_latency(client, capfd):
+    client.post("/predict", json={"features": [1]}, headers={"X-Request-ID": "r1"})
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    (line,) = [entry for entry in lines if entry.get("request_id") == "r1"]
     assert line["route"] == "/predict" and line["method"] == "POST"
-    assert line["status"] == 422
+    assert line["path"] == "/predict" and line["status"] == 422
     assert 0 < line["latency_ms"] < 5000
-    assert line["level"] == "info" and isinstance(line["pid"], int)
+    assert line["level"] == "info" and line["pid"] == os.getpid()
+
+
+def test_access_log_can_be_switched_off(serve_config, predictor, capfd):
+    config = dataclasses.replace(serve_config, access_log=False)
+    client = create_app(config, predictor=predictor).test_client()
+    capfd.readouterr()
+    client.post("/predict", json={"features": ZERO_ROW}, headers={"X-Request-ID": "r2"})
+    assert "r2" not in capfd.readouterr().err
 
 
 def test_unhandled_errors_are_logged_with_the_traceback(serve_config, predictor):
