@@ -54,7 +54,8 @@ clean:
 	find artifacts -mindepth 1 ! -name README.md -delete
 
 # Benchmark: the production server against the seed's FastAPI + torch design,
-# in one run (see bench/run.py; about 3 minutes). Needs wrk from Debian:
+# in one run (see bench/run.py; about 2 minutes once the environments
+# exist). Needs wrk from Debian:
 # `make bench-install-wrk` as root. Extra options: make bench BENCH_ARGS="-h".
 BENCH_ENV := .venv-bench
 

@@ -1,0 +1,107 @@
+"""Drive the servers: start them, load each in turn with wrk, read their memory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from bench.load import LoadResult, run_wrk
+from bench.plan import LoadRun
+from bench.report import ServerResult
+from bench.servers import (
+    RunningServer,
+    ServerSpec,
+    http_status,
+    start_server,
+    stop_server,
+)
+from bench.system import (
+    CpuShare,
+    CpuSnapshot,
+    cpu_share,
+    process_tree,
+    pss_kib,
+    worker_pids,
+)
+
+WARMUP_S = 1.0
+
+
+def log(message: str) -> None:
+    """Report progress on stderr, keeping stdout for the report."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def start_with_cold_starts(
+    spec: ServerSpec, count: int, workdir: Path
+) -> tuple[RunningServer, list[float]]:
+    """Start `spec` `count` times, one at a time; keep the last start running."""
+    log_path = workdir / f"{spec.name.replace('+', '-').replace(' ', '-')}.log"
+    cold_starts = []
+    for attempt in range(count):
+        server = start_server(spec, log_path)
+        cold_starts.append(server.cold_start_s)
+        log(f"{spec.name}: ready after {server.cold_start_s:.2f}s")
+        if attempt < count - 1:
+            stop_server(server)
+    return server, cold_starts
+
+
+def measure_run(
+    server: RunningServer, run: LoadRun, body_path: Path, duration: float
+) -> tuple[LoadResult, CpuShare] | None:
+    """Load `server` with `run`; None if the endpoint does not answer 200."""
+    if http_status(server.port, "POST", run.path, body_path.read_bytes()) != 200:
+        return None
+    pids = process_tree(server.process.pid)
+    before = CpuSnapshot.take(pids)
+    load = run_wrk(server.url(run.path), body_path, run.connections, duration, run.rows)
+    share = cpu_share(before, CpuSnapshot.take(pids))
+    log(
+        f"{server.spec.name}: {run.label} c={run.connections}: "
+        f"{load.requests_per_s:.0f} req/s, p99 {load.p99_ms:.2f} ms, "
+        f"other CPU {share.other:.0f}%"
+    )
+    return load, share
+
+
+def benchmark(
+    plan: list[tuple[ServerSpec, list[LoadRun]]],
+    bodies: dict[str, Path],
+    starts: int,
+    duration_s: float,
+    workdir: Path,
+) -> list[ServerResult]:
+    """Start every server, load them in turn, read their workers' PSS, stop them.
+
+    Cold starts are taken one server at a time. The servers then stay up
+    (idle ones cost no CPU) so that each load run is made on every server back
+    to back: a burst of other work on the machine then skews one comparison
+    less than if each server's runs were minutes apart.
+    """
+    running: list[tuple[RunningServer, ServerResult, list[LoadRun]]] = []
+    try:
+        for spec, runs in plan:
+            server, cold_starts = start_with_cold_starts(spec, max(1, starts), workdir)
+            running.append((server, ServerResult(spec.name, cold_starts), runs))
+        for server, _, _ in running:
+            run_wrk(server.url("/predict"), bodies["predict"], 8, WARMUP_S)
+        schedule = list(dict.fromkeys(run for _, runs in plan for run in runs))
+        for run in schedule:
+            for server, result, runs in running:
+                if run not in runs:
+                    continue
+                measured = measure_run(server, run, bodies[run.body], duration_s)
+                if measured is None:
+                    result.skipped.append(f"{run.label}: no 200, not measured")
+                else:
+                    result.loads[run] = measured
+        # After the load, so each worker has touched everything it needs.
+        for server, result, _ in running:
+            result.worker_pss_kib = [
+                pss_kib(pid) for pid in worker_pids(server.process.pid)
+            ]
+    finally:
+        for server, _, _ in running:
+            stop_server(server)
+    return [result for _, result, _ in running]
