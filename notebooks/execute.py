@@ -10,7 +10,9 @@ outputs are still what the code produces. The test suite uses the same functions
 from __future__ import annotations
 
 import argparse
+import base64
 import difflib
+import hashlib
 import sys
 import tempfile
 from pathlib import Path
@@ -79,7 +81,7 @@ def execute_notebook(path: Path) -> nbformat.NotebookNode:
 
 
 def text_outputs(notebook: nbformat.NotebookNode) -> list[str]:
-    """Return the text each code cell shows (stdout, stderr, plain reprs, errors)."""
+    """Return what each code cell shows: text, plain reprs, errors, figure digests."""
     texts = []
     for cell in notebook.cells:
         if cell.cell_type != "code":
@@ -99,7 +101,13 @@ def text_outputs(notebook: nbformat.NotebookNode) -> list[str]:
             if output.output_type == "error":
                 parts.append(f"[error] {output.ename}: {output.evalue}")
             else:
-                parts.append(f"[{output.output_type}] {output.data.get('text/plain')}")
+                part = f"[{output.output_type}] {output.data.get('text/plain')}"
+                if "image/png" in output.data:
+                    # Figures are compared by content: matplotlib's PNGs are
+                    # byte-identical between runs with the same code and data.
+                    png = base64.b64decode(output.data["image/png"])
+                    part += f" png sha256 {hashlib.sha256(png).hexdigest()[:16]}"
+                parts.append(part)
         texts.append("\n".join(parts))
     return texts
 

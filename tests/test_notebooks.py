@@ -91,3 +91,24 @@ def test_text_outputs_ignore_how_a_stream_was_chunked():
     assert text_outputs(chunked) == text_outputs(whole)
     assert describe_changes(text_outputs(whole), text_outputs(chunked)) == ""
     assert "epoch 3" in describe_changes(text_outputs(whole), text_outputs(other))
+
+
+def test_a_changed_figure_counts_as_a_changed_output():
+    def figure_cell(png: bytes) -> nbformat.NotebookNode:
+        cell = new_code_cell("plot()")
+        cell.outputs = [
+            nbformat.v4.new_output(
+                "display_data",
+                data={
+                    "text/plain": "<Figure size 400x300 with 1 Axes>",
+                    "image/png": base64.b64encode(png).decode(),
+                },
+            )
+        ]
+        return cell
+
+    before = new_notebook(cells=[figure_cell(b"\x89PNG one")])
+    same = new_notebook(cells=[figure_cell(b"\x89PNG one")])
+    after = new_notebook(cells=[figure_cell(b"\x89PNG two")])
+    assert describe_changes(text_outputs(before), text_outputs(same)) == ""
+    assert "png sha256" in describe_changes(text_outputs(before), text_outputs(after))
