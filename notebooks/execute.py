@@ -80,6 +80,26 @@ def execute_notebook(path: Path) -> nbformat.NotebookNode:
     return notebook
 
 
+PNG_TEXT_CHUNKS = {b"tEXt", b"iTXt", b"zTXt"}
+
+
+def png_image_digest(png: bytes) -> str:
+    """Hash a PNG's image chunks, skipping its text ones.
+
+    matplotlib writes its own version into a text chunk; leaving it out keeps a
+    library upgrade that draws the same pixels from counting as a change.
+    """
+    hasher = hashlib.sha256()
+    position = 8  # after the PNG signature
+    while position + 8 <= len(png):
+        length = int.from_bytes(png[position : position + 4], "big")
+        kind = png[position + 4 : position + 8]
+        if kind not in PNG_TEXT_CHUNKS:
+            hasher.update(png[position + 4 : position + 8 + length])
+        position += 12 + length  # length, type, data, CRC
+    return hasher.hexdigest()[:16]
+
+
 def text_outputs(notebook: nbformat.NotebookNode) -> list[str]:
     """Return what each code cell shows: text, plain reprs, errors, figure digests."""
     texts = []
@@ -103,10 +123,8 @@ def text_outputs(notebook: nbformat.NotebookNode) -> list[str]:
             else:
                 part = f"[{output.output_type}] {output.data.get('text/plain')}"
                 if "image/png" in output.data:
-                    # Figures are compared by content: matplotlib's PNGs are
-                    # byte-identical between runs with the same code and data.
                     png = base64.b64decode(output.data["image/png"])
-                    part += f" png sha256 {hashlib.sha256(png).hexdigest()[:16]}"
+                    part += f" png {png_image_digest(png)}"
                 parts.append(part)
         texts.append("\n".join(parts))
     return texts

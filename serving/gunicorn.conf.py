@@ -40,7 +40,8 @@ control_socket_disable = True
 # stall, so use memory-backed /dev/shm where it exists.
 if os.path.isdir("/dev/shm"):
     worker_tmp_dir = "/dev/shm"
-logger_class = "serving.logs.GunicornJsonLogger"
+# gunicorn's own lines as JSON, like the app's.
+logger_class = "serving.gunicorn_workers.GunicornJsonLogger"
 
 # Multiprocess metrics: workers write samples to files in one directory, and
 # /metrics sums them. The directory must exist and be empty before workers

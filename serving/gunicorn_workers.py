@@ -1,4 +1,7 @@
-"""gunicorn workers whose own error responses use the service's JSON error shape.
+"""gunicorn workers and logger that speak the service's JSON.
+
+The workers answer the requests gunicorn rejects itself in the JSON error shape;
+the logger writes gunicorn's own log lines as JSON.
 
 gunicorn rejects some requests before Flask sees them (a malformed request
 line or header, a URL or header block over its limits) and answers with an HTML
@@ -16,11 +19,12 @@ import socket
 import uuid
 from http import HTTPStatus
 
-from gunicorn import util
+from gunicorn import glogging, util
 from gunicorn.workers.gthread import ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
 from serving.errors import error_body
+from serving.logs import JsonFormatter
 
 # Same header as serving.observability.REQUEST_ID_HEADER (not imported: that
 # module pulls in Flask), so these responses carry an id like all others.
@@ -62,6 +66,10 @@ def render_json_error(status: int, reason: str, mesg: str) -> bytes:
     details = {"reason": mesg[:MAX_REASON_CHARS]} if mesg else None
     # ensure_ascii keeps the body ASCII, so its length in bytes is len(body).
     body = json.dumps(error_body(code, message, details), separators=(",", ":"))
+    if status != 400 and reason == "Bad Request":
+        # gunicorn passes this reason with some other statuses (e.g. 501 for an
+        # unsupported Transfer-Encoding); the status line must agree.
+        reason = HTTPStatus(status).phrase
     head = (
         f"HTTP/1.1 {status} {reason}\r\n"
         "Connection: close\r\n"
@@ -104,3 +112,17 @@ class SyncWorkerWithJsonErrors(JsonErrorsMixin, SyncWorker):
 
 class ThreadWorkerWithJsonErrors(JsonErrorsMixin, ThreadWorker):
     """gunicorn's gthread worker, with JSON error responses."""
+
+
+class GunicornJsonLogger(glogging.Logger):
+    """gunicorn's own log (start-up, workers, bad requests) as JSON lines.
+
+    Its access log stays off (accesslog is None): the app writes one richer
+    line per request, with the request id and route.
+    """
+
+    def setup(self, cfg) -> None:
+        """Set gunicorn's handlers up as usual, then make them write JSON."""
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())

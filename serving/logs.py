@@ -7,7 +7,6 @@ import sys
 import time
 
 import orjson
-from gunicorn import glogging
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
 STANDARD_ATTRIBUTES = frozenset(
@@ -15,13 +14,18 @@ STANDARD_ATTRIBUTES = frozenset(
 ) | {"message", "asctime"}
 
 
+def utc_timestamp(seconds: float) -> str:
+    """Format a Unix time as ISO 8601 UTC with milliseconds, as every line uses."""
+    millis = int(seconds * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
     """Render a record and its `extra` fields as one JSON object."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": utc_timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "pid": record.process,  # which gunicorn worker
@@ -36,25 +40,17 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
-    """Send the service's logs to stderr as JSON lines at `level`."""
+    """Send the service's logs to stderr as JSON lines at `level`.
+
+    Libraries' own warnings reach the root logger; they get JSON lines too.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logger = logging.getLogger("serving")
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())
     logger.propagate = False
-
-
-class GunicornJsonLogger(glogging.Logger):
-    """gunicorn's own log (start-up, workers, bad requests) as JSON lines.
-
-    gunicorn's access log stays off: the app writes one richer line per request
-    (with its id and route). Configuring gunicorn through `logconfig_dict`
-    instead would make it build, then drop, an access record per request.
-    """
-
-    def setup(self, cfg) -> None:
-        super().setup(cfg)
-        self._access_log_enabled = False
-        for handler in self.error_log.handlers:
-            handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)

@@ -6,6 +6,7 @@ keeps its state in the WSGI environ, and writes the access line itself.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -14,6 +15,7 @@ import time
 import orjson
 from flask import Flask, Response, has_request_context, request
 
+from serving.logs import utc_timestamp
 from serving.metrics import record_request
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -23,6 +25,10 @@ ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED_ENDPOINT = "unmatched"  # one label for every unknown path
 # Metric labels must come from a closed set, or clients could create series.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+ACCESS_LOGGER = "serving.access"
+# Keeps an access line well under PIPE_BUF (4096 bytes), so lines from several
+# workers writing to one pipe never interleave.
+MAX_LOGGED_PATH_CHARS = 512
 STARTED_KEY = "digits.started"
 REQUEST_ID_KEY = "digits.request_id"
 
@@ -49,15 +55,42 @@ def start_request() -> None:
     )
 
 
-def write_access_line(entry: dict) -> None:
-    """Write one JSON line to stderr in a single write, so workers never interleave.
+class AccessLog:
+    """One JSON line per request on stderr, written directly.
 
     Not through `logging`: a LogRecord costs more than the prediction itself.
+    It still follows the `serving.access` logger's level (SERVE_LOG_LEVEL).
+    A failed write drops the line; it never fails the request.
     """
-    os.write(sys.stderr.fileno(), orjson.dumps(entry) + b"\n")
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and logging.getLogger(ACCESS_LOGGER).isEnabledFor(
+            logging.INFO
+        )
+
+    def write(self, entry: dict) -> None:
+        """Write `entry` as one line; short lines (< PIPE_BUF) never interleave."""
+        line = orjson.dumps(entry) + b"\n"
+        try:
+            try:
+                fd = sys.stderr.fileno()  # looked up per line: stderr may be swapped
+            except (AttributeError, OSError, ValueError):  # no real file behind it
+                sys.stderr.write(line.decode())
+                return
+            while line:
+                line = line[os.write(fd, line) :]
+        except (AttributeError, OSError, ValueError):
+            pass  # a full or closed stderr must not turn requests into 500s
 
 
-def finish_request(response: Response, write_access_log: bool) -> Response:
+def request_path(environ: dict) -> str:
+    """Return the request path as text, cut so that a log line stays short."""
+    # WSGI hands the path over as latin-1 characters of the raw bytes.
+    path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+    return path[:MAX_LOGGED_PATH_CHARS]
+
+
+def finish_request(response: Response, access_log: AccessLog) -> Response:
     """Echo the id, record metrics and log one line for the finished request."""
     environ = request.environ
     rule = request.url_rule
@@ -67,21 +100,20 @@ def finish_request(response: Response, write_access_log: bool) -> Response:
     method = environ["REQUEST_METHOD"]
     status = response.status_code
     response.headers[REQUEST_ID_HEADER] = request_id
-    record_request(
-        endpoint, method if method in KNOWN_METHODS else "other", status, seconds
-    )
-    if write_access_log:
-        write_access_line(
+    known_method = method if method in KNOWN_METHODS else "other"
+    record_request(endpoint, known_method, status, seconds)
+    if access_log.enabled:
+        access_log.write(
             {
-                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "time": utc_timestamp(time.time()),
                 "level": "info",
-                "logger": "serving.access",
+                "logger": ACCESS_LOGGER,
                 "pid": os.getpid(),
                 "message": "request",
                 "request_id": request_id,
-                "method": method,
+                "method": known_method,
                 "route": endpoint,
-                "path": environ.get("PATH_INFO", ""),
+                "path": request_path(environ),
                 "status": status,
                 "latency_ms": round(seconds * 1000, 3),
             }
@@ -91,5 +123,6 @@ def finish_request(response: Response, write_access_log: bool) -> Response:
 
 def install_request_hooks(app: Flask, write_access_log: bool) -> None:
     """Run start_request/finish_request around every request of `app`."""
+    access_log = AccessLog(write_access_log)
     app.before_request(start_request)
-    app.after_request(lambda response: finish_request(response, write_access_log))
+    app.after_request(lambda response: finish_request(response, access_log))

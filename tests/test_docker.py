@@ -498,6 +498,6 @@ def test_nginx_accepts_every_body_the_api_accepts():
 def test_nginx_own_errors_are_json_in_the_api_shape():
     conf = NGINX_CONF.read_text()
     bodies = re.findall(r"return (\d{3}) '(.*)';", conf)
-    assert {status for status, _ in bodies} == {"400", "413", "503"}
+    assert {status for status, _ in bodies} == {"400", "413", "503", "504"}
     for _, body in bodies:
         assert set(json.loads(body)["error"]) == {"code", "message", "details"}

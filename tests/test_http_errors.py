@@ -29,6 +29,12 @@ def raw_request(*lines: bytes, body: bytes = b"") -> bytes:
 # bytes, at most 100 header fields.
 MALFORMED = [
     ("bad_request_line", b"GARBAGE\r\n\r\n", 400, "bad_request"),
+    (
+        "unsupported_transfer_encoding",
+        raw_request(b"POST /predict HTTP/1.1", b"Host: x", b"Transfer-Encoding: br"),
+        501,
+        "not_implemented",
+    ),
     ("http2_preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, "bad_request"),
     (
         "header_without_colon",
@@ -106,6 +112,7 @@ REASONS = {
     400: b"Bad Request",
     414: b"URI Too Long",
     431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
 }
 
 

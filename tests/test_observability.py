@@ -1,13 +1,16 @@
 import dataclasses
+import io
 import json
 import logging
 import os
+import sys
 from contextlib import contextmanager
 
 import pytest
 
 from serving.app import create_app
 from serving.logs import JsonFormatter
+from serving.observability import current_request_id
 from tests.test_app import exploding
 
 ZERO_ROW = [0.0] * 64
@@ -61,8 +64,48 @@ def test_access_log_can_be_switched_off(serve_config, predictor, capfd):
     config = dataclasses.replace(serve_config, access_log=False)
     client = create_app(config, predictor=predictor).test_client()
     capfd.readouterr()
-    client.post("/predict", json={"features": ZERO_ROW}, headers={"X-Request-ID": "r2"})
+    response = client.post(
+        "/predict", json={"features": ZERO_ROW}, headers={"X-Request-ID": "r2"}
+    )
+    assert response.status_code == 200
     assert "r2" not in capfd.readouterr().err
+
+
+def test_access_lines_follow_the_log_level(serve_config, predictor, capfd):
+    config = dataclasses.replace(serve_config, log_level="error")
+    client = create_app(config, predictor=predictor).test_client()
+    capfd.readouterr()
+    client.post("/predict", json={"features": ZERO_ROW}, headers={"X-Request-ID": "r3"})
+    assert "r3" not in capfd.readouterr().err
+
+
+def test_stderr_without_a_file_still_gets_the_line(client, monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    response = client.get("/healthz", headers={"X-Request-ID": "r4"})
+    assert response.status_code == 200
+    assert json.loads(stream.getvalue())["request_id"] == "r4"
+
+
+def test_a_failing_stderr_never_fails_the_request(client, monkeypatch):
+    def broken_write(fd, data):
+        raise BrokenPipeError("nobody reads stderr")
+
+    monkeypatch.setattr(os, "write", broken_write)
+    response = client.post("/predict", json={"features": ZERO_ROW})
+    assert response.status_code == 200
+
+
+def test_long_and_non_ascii_paths_are_logged_readably(client, capfd):
+    client.get("/caf%C3%A9/" + "x" * 5000, headers={"X-Request-ID": "r5"})
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines()]
+    (line,) = [entry for entry in lines if entry.get("request_id") == "r5"]
+    assert line["path"].startswith("/café/") and len(line["path"]) == 512
+    assert line["status"] == 404
+
+
+def test_request_id_outside_a_request_is_a_dash():
+    assert current_request_id() == "-"
 
 
 def test_unhandled_errors_are_logged_with_the_traceback(serve_config, predictor):
