@@ -112,7 +112,6 @@ def create_app(
     app.extensions[STATE_KEY] = ServiceState(
         predictor=predictor,
         max_batch_rows=config.max_batch_rows,
-        max_content_length=config.max_content_length,
         metrics_dir=config.metrics_dir,
         openapi=build_openapi(
             metadata[MetadataKey.MODEL_VERSION], config.max_batch_rows

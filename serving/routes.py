@@ -25,7 +25,6 @@ class ServiceState:
 
     predictor: Predictor
     max_batch_rows: int
-    max_content_length: int
     metrics_dir: str
     openapi: dict[str, Any]
     model_description: dict[str, Any]
@@ -43,9 +42,16 @@ def state() -> ServiceState:
     return current_app.extensions[STATE_KEY]
 
 
-def classify(features: np.ndarray) -> list[dict[str, int | float]]:
+def request_json() -> object:
+    """Parse the body within the app's MAX_CONTENT_LENGTH, the one size limit."""
+    return read_json_body(current_app.config["MAX_CONTENT_LENGTH"])
+
+
+def classify(
+    service: ServiceState, features: np.ndarray
+) -> list[dict[str, int | float]]:
     """Run one onnxruntime call on (n, 64) float32 pixels and count the results."""
-    predictions = state().predictor.predict(features)
+    predictions = service.predictor.predict(features)
     record_predictions(predictions.labels)
     return predictions.as_dicts()
 
@@ -53,16 +59,16 @@ def classify(features: np.ndarray) -> list[dict[str, int | float]]:
 @api.post("/predict")
 def predict() -> Response:
     service = state()
-    body = service.predict_schema.load(read_json_body(service.max_content_length))
-    (result,) = classify(body["features"].reshape(1, -1))
+    body = service.predict_schema.load(request_json())
+    (result,) = classify(service, body["features"].reshape(1, -1))
     return jsonify(result)
 
 
 @api.post("/predict/batch")
 def predict_batch() -> Response:
     service = state()
-    body = service.batch_schema.load(read_json_body(service.max_content_length))
-    return jsonify({"predictions": classify(body["instances"])})
+    body = service.batch_schema.load(request_json())
+    return jsonify({"predictions": classify(service, body["instances"])})
 
 
 @api.get("/healthz")
