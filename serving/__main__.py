@@ -1,18 +1,14 @@
 """Start the production server: python -m serving (HOST, PORT, SERVE_* env vars).
 
 Checks the config and the model first, so a bad setup fails with one clear
-line instead of a gunicorn boot loop, then replaces this process with gunicorn.
+line instead of workers failing one after another, then serves (serving/server.py).
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 from serving.config import ConfigError, ServeConfig
-
-GUNICORN_CONFIG = Path(__file__).with_name("gunicorn.conf.py")
 
 
 def preflight(config: ServeConfig) -> None:
@@ -31,14 +27,15 @@ def preflight(config: ServeConfig) -> None:
 
 
 def main() -> None:
-    """Validate, then exec gunicorn so signals reach its master directly."""
+    """Validate the settings and the model, then serve until stopped."""
     try:
         config = ServeConfig.from_env()
     except ConfigError as error:
         sys.exit(f"error: {error}")
     preflight(config)
-    argv = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONFIG)]
-    os.execv(sys.executable, argv)
+    from serving.server import serve
+
+    serve(config)
 
 
 if __name__ == "__main__":

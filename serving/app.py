@@ -1,75 +1,25 @@
-"""The Flask application factory: state, routes, hooks and error handlers."""
+"""The Flask application factory: the model, routes, HTTP layer and telemetry."""
 
 from __future__ import annotations
 
 import logging
 
 import numpy as np
-import orjson
-from flask import Flask, Response, jsonify, request
+from flask import Flask
 from flask_swagger_ui import get_swaggerui_blueprint
-from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException
 
 from contract import INPUT_SIZE, MetadataKey
 from serving.config import ServeConfig
-from serving.errors import ServingError, error_body
-from serving.json_provider import OrjsonProvider
-from serving.logs import configure_logging
-from serving.metrics import record_model
+from serving.http import install_http_layer
 from serving.model import Predictor
-from serving.observability import current_request_id, install_request_hooks
 from serving.openapi import build_openapi
 from serving.routes import STATE_KEY, ServiceState, api
+from serving.telemetry import configure_logging, install_request_hooks, record_model
 
 logger = logging.getLogger("serving.app")
 
 DOCS_URL = "/docs"
 WARM_UP_BATCH_SIZES = (1, 64)  # first calls allocate; do it before traffic
-
-
-def error_response(status: int, code: str, message: str, details=None) -> Response:
-    """Render the one error shape with `status`."""
-    response = jsonify(error_body(code, message, details))
-    response.status_code = status
-    return response
-
-
-def register_error_handlers(app: Flask) -> None:
-    """Turn every failure into the JSON error shape; never HTML, never a trace."""
-
-    @app.errorhandler(ServingError)
-    def handle_serving_error(error: ServingError) -> Response:
-        return error_response(error.status, error.code, error.message, error.details)
-
-    @app.errorhandler(ValidationError)
-    def handle_validation_error(error: ValidationError) -> Response:
-        details = error.messages if isinstance(error.messages, dict) else {}
-        return error_response(
-            422, "invalid_request", "request body failed validation", details
-        )
-
-    @app.errorhandler(HTTPException)
-    def handle_http_error(error: HTTPException) -> Response:
-        response = error.get_response()  # keeps headers such as Allow on a 405
-        code = (error.name or "http_error").lower().replace(" ", "_")
-        body = error_body(code, error.description or error.name)
-        response.set_data(orjson.dumps(body))
-        response.content_type = "application/json"
-        return response
-
-    @app.errorhandler(Exception)
-    def handle_unexpected_error(error: Exception) -> Response:
-        logger.exception(
-            "unhandled error",
-            exc_info=error,
-            extra={
-                "request_id": current_request_id(),
-                "method": request.method,
-                "path": request.path,
-            },
-        )
-        return error_response(500, "internal_error", "internal server error")
 
 
 def warm_up(app: Flask) -> None:
@@ -92,7 +42,8 @@ def create_app(
 ) -> Flask:
     """Build the app; load the model from `config` unless a predictor is given.
 
-    With `warm=False` the app starts unready, for tests of the readiness flip.
+    The server calls this with no arguments in each worker (settings from the
+    environment). With `warm=False` the app starts unready, for tests.
     """
     config = config or ServeConfig.from_env()
     configure_logging(config.log_level)
@@ -105,10 +56,7 @@ def create_app(
     )
 
     app = Flask(__name__, static_folder=None)  # no static files to serve
-    # Without this, Flask answers OPTIONS itself with an empty HTML 200.
-    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
-    app.json = OrjsonProvider(app)
-    app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
+    install_http_layer(app, config.max_content_length)
     app.extensions[STATE_KEY] = ServiceState(
         predictor=predictor,
         max_batch_rows=config.max_batch_rows,
@@ -126,7 +74,6 @@ def create_app(
         )
     )
     install_request_hooks(app, write_access_log=config.access_log)
-    register_error_handlers(app)
     if warm:
         warm_up(app)
     return app

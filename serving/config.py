@@ -1,19 +1,60 @@
-"""ServeConfig: every environment variable the service reads, read once."""
+"""ServeConfig: every environment variable the service reads, declared once.
+
+Each field is declared with `setting(...)`: its environment name, default,
+marshmallow field (type and bounds) and a one-line description. Reading the
+environment, validating it and the README's settings table all follow from that
+one declaration (`python -m serving.config` prints the table).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate
 
 from contract import ARTIFACTS_DIR, MODEL_FILENAME
 
 DEFAULT_MAX_BATCH_ROWS = 1024  # rows per POST /predict/batch
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 class ConfigError(ValueError):
     """An environment variable holds a value the service cannot use."""
+
+
+def setting(env: str, default: Any, field: fields.Field, doc: str) -> Any:
+    """Declare one setting: its variable, default, type and bounds, and its doc."""
+    return dataclasses.field(
+        default=default, metadata={"env": env, "field": field, "doc": doc}
+    )
+
+
+def between(minimum: int, maximum: int) -> fields.Integer:
+    """An integer setting with inclusive bounds."""
+    return fields.Integer(
+        strict=False,
+        validate=validate.Range(
+            minimum, maximum, error="must be between {min} and {max}"
+        ),
+    )
+
+
+class Choice(fields.String):
+    """One of a few words, in any case; loaded in lower case."""
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        super().__init__(
+            validate=validate.OneOf(choices, error="must be one of {choices}")
+        )
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip().lower()
 
 
 def default_workers() -> int:
@@ -25,30 +66,96 @@ def default_workers() -> int:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Runtime settings; `from_env` documents which variable sets each one."""
+    """Runtime settings of `python -m serving`; tests build one directly."""
 
-    host: str = "127.0.0.1"  # HOST; bind 0.0.0.0 only when asked (containers)
-    port: int = 8000  # PORT
-    model_path: str = str(Path(ARTIFACTS_DIR) / MODEL_FILENAME)  # SERVE_MODEL_PATH
-    workers: int = 0  # SERVE_WORKERS; 0 means one per core
-    threads: int = 1  # SERVE_THREADS per worker; >1 switches to gthread workers
-    # SERVE_ORT_THREADS: onnxruntime compute threads per worker. One per worker
-    # and one worker per core avoids cores x workers threads fighting (README).
-    ort_threads: int = 1
-    timeout: int = 30  # SERVE_TIMEOUT: seconds before a stuck worker is killed
-    graceful_timeout: int = 2  # SERVE_GRACEFUL_TIMEOUT: SIGTERM drain limit
-    log_level: str = "info"  # SERVE_LOG_LEVEL
-    access_log: bool = True  # SERVE_ACCESS_LOG: one JSON line per request
-    max_batch_rows: int = DEFAULT_MAX_BATCH_ROWS  # SERVE_MAX_BATCH_ROWS
-    # SERVE_MAX_CONTENT_LENGTH in bytes; 2 MiB holds 1024 rows of long floats.
-    max_content_length: int = 2 * 1024 * 1024
-    # PROMETHEUS_MULTIPROC_DIR: set by the gunicorn config so that all workers'
-    # metrics are summed on /metrics; empty means single-process metrics.
-    metrics_dir: str = ""
+    host: str = setting(
+        "HOST",
+        "127.0.0.1",
+        fields.String(validate=validate.Length(min=1)),
+        "Address to listen on; use 0.0.0.0 only in a container.",
+    )
+    port: int = setting("PORT", 8000, between(1, 65535), "TCP port to listen on.")
+    model_path: str = setting(
+        "SERVE_MODEL_PATH",
+        str(Path(ARTIFACTS_DIR) / MODEL_FILENAME),
+        fields.String(validate=validate.Length(min=1)),
+        "The ONNX model to serve.",
+    )
+    workers: int = setting(
+        "SERVE_WORKERS",
+        0,
+        between(0, 256),
+        "Worker processes; 0 means one per usable core.",
+    )
+    threads: int = setting(
+        "SERVE_THREADS",
+        32,
+        between(1, 1024),
+        "Threads per worker running the app; each request in progress, a "
+        "stalled upload included, holds one.",
+    )
+    connections: int = setting(
+        "SERVE_CONNECTIONS",
+        1000,
+        between(1, 100_000),
+        "Open connections per worker, idle keep-alive and slow senders "
+        "included; more wait in the listen backlog.",
+    )
+    ort_threads: int = setting(
+        "SERVE_ORT_THREADS",
+        1,
+        between(1, 256),
+        "onnxruntime compute threads per worker.",
+    )
+    timeout: int = setting(
+        "SERVE_TIMEOUT",
+        10,
+        between(1, 3600),
+        "Seconds a client has to send its request headers; slower ones are "
+        "disconnected.",
+    )
+    graceful_timeout: int = setting(
+        "SERVE_GRACEFUL_TIMEOUT",
+        1,
+        between(1, 3600),
+        "Seconds SIGTERM or SIGHUP waits for a worker's requests in progress "
+        "before killing it.",
+    )
+    log_level: str = setting(
+        "SERVE_LOG_LEVEL",
+        "info",
+        Choice(LOG_LEVELS),
+        "Log level: " + ", ".join(LOG_LEVELS) + ".",
+    )
+    access_log: bool = setting(
+        "SERVE_ACCESS_LOG",
+        True,
+        fields.Boolean(),
+        "One JSON access line per request (true/false).",
+    )
+    max_batch_rows: int = setting(
+        "SERVE_MAX_BATCH_ROWS",
+        DEFAULT_MAX_BATCH_ROWS,
+        between(1, 1_000_000),
+        "Most rows in one POST /predict/batch.",
+    )
+    max_content_length: int = setting(
+        "SERVE_MAX_CONTENT_LENGTH",
+        2 * 1024 * 1024,
+        between(1024, 1024**3),
+        "Largest request body in bytes; 2 MiB holds 1024 rows of long floats.",
+    )
+    metrics_dir: str = setting(
+        "PROMETHEUS_MULTIPROC_DIR",
+        "",
+        fields.String(),
+        "Directory where workers share metrics; empty means a fresh temporary "
+        "one, removed at exit.",
+    )
 
     @property
     def bind(self) -> str:
-        """The gunicorn bind address, HOST:PORT."""
+        """The listening address, HOST:PORT."""
         return f"{self.host}:{self.port}"
 
     @property
@@ -60,76 +167,53 @@ class ServeConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServeConfig:
         """Build the config from HOST, PORT and SERVE_* variables."""
         environ = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for field in fields(cls):
-            name = ENV_NAMES[field.name]
-            raw = environ.get(name)
-            if raw is None or raw == "":
-                continue
-            default = field.default
-            if field.name == "log_level":
-                values[field.name] = parse_log_level(name, raw)
-            elif isinstance(default, bool):
-                values[field.name] = parse_bool(name, raw)
-            elif isinstance(default, int):
-                values[field.name] = parse_int(name, raw, *INT_BOUNDS[field.name])
-            else:
-                values[field.name] = raw
+        # An empty variable means "not set", as in most shells' ${VAR:-default}.
+        present = {name: value for name, value in environ.items() if value != ""}
+        try:
+            values = ENVIRONMENT_SCHEMA.load(present)
+        except ValidationError as error:
+            raise ConfigError(describe_errors(error.messages, present)) from None
         return cls(**values)
 
 
-ENV_NAMES = {
-    "host": "HOST",
-    "port": "PORT",
-    "model_path": "SERVE_MODEL_PATH",
-    "workers": "SERVE_WORKERS",
-    "threads": "SERVE_THREADS",
-    "ort_threads": "SERVE_ORT_THREADS",
-    "timeout": "SERVE_TIMEOUT",
-    "graceful_timeout": "SERVE_GRACEFUL_TIMEOUT",
-    "log_level": "SERVE_LOG_LEVEL",
-    "access_log": "SERVE_ACCESS_LOG",
-    "max_batch_rows": "SERVE_MAX_BATCH_ROWS",
-    "max_content_length": "SERVE_MAX_CONTENT_LENGTH",
-    "metrics_dir": "PROMETHEUS_MULTIPROC_DIR",
-}
-INT_BOUNDS = {  # inclusive (minimum, maximum)
-    "port": (1, 65535),
-    "workers": (0, 256),
-    "threads": (1, 256),
-    "ort_threads": (1, 256),
-    "timeout": (1, 3600),
-    "graceful_timeout": (0, 3600),
-    "max_batch_rows": (1, 1_000_000),
-    "max_content_length": (1024, 1024**3),
-}
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-TRUE_WORDS = {"1", "true", "yes", "on"}
-FALSE_WORDS = {"0", "false", "no", "off"}
+def declared_settings() -> list[dataclasses.Field]:
+    """The fields of ServeConfig, in declaration order."""
+    return list(dataclasses.fields(ServeConfig))
 
 
-def parse_int(name: str, raw: str, minimum: int, maximum: int) -> int:
-    """Parse an integer variable or raise ConfigError naming it."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if not minimum <= value <= maximum:
-        raise ConfigError(f"{name}={value} must be between {minimum} and {maximum}")
-    return value
+def build_environment_schema() -> Schema:
+    """A marshmallow schema reading each setting from its variable."""
+    declared = {}
+    for field in declared_settings():
+        declared[field.name] = field.metadata["field"]
+        declared[field.name].data_key = field.metadata["env"]
+    return Schema.from_dict(declared, name="ServeEnvironment")(unknown="exclude")
 
 
-def parse_bool(name: str, raw: str) -> bool:
-    """Parse 1/0, true/false, yes/no, on/off or raise ConfigError naming it."""
-    word = raw.strip().lower()
-    if word in TRUE_WORDS | FALSE_WORDS:
-        return word in TRUE_WORDS
-    raise ConfigError(f"{name}={raw!r} is not a boolean (use true or false)")
+def describe_errors(messages: Mapping[str, Any], environ: Mapping[str, str]) -> str:
+    """Turn marshmallow's messages into "NAME='value' problem" sentences."""
+    parts = []
+    for name, problems in sorted(messages.items()):
+        problem = problems[0] if isinstance(problems, list) else str(problems)
+        parts.append(f"{name}={environ.get(name)!r}: {problem.lower().rstrip('.')}")
+    return "; ".join(parts)
 
 
-def parse_log_level(name: str, raw: str) -> str:
-    """Accept a standard logging level name, in any case, or raise ConfigError."""
-    level = raw.strip().lower()
-    if level not in LOG_LEVELS:
-        raise ConfigError(f"{name}={raw!r} is not one of {', '.join(LOG_LEVELS)}")
-    return level
+ENVIRONMENT_SCHEMA = build_environment_schema()
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from the declarations."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for field in declared_settings():
+        default = field.default
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        rows.append(
+            f"| `{field.metadata['env']}` | `{shown or '(empty)'}` "
+            f"| {field.metadata['doc']} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(settings_table() + "\n")

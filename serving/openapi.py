@@ -10,16 +10,18 @@ from marshmallow import fields
 
 from contract import INPUT_SIZE, PIXEL_MAX, PIXEL_MIN
 from serving.schemas import (
-    EXAMPLE_FEATURES,
     ErrorSchema,
     ModelInfoSchema,
+    PredictBatchResponseSchema,
+    PredictResponseSchema,
+    StatusSchema,
+)
+from serving.validation import (
+    EXAMPLE_FEATURES,
     PixelMatrix,
     PixelVector,
     PredictBatchRequestSchema,
-    PredictBatchResponseSchema,
     PredictRequestSchema,
-    PredictResponseSchema,
-    StatusSchema,
 )
 
 OPENAPI_VERSION = "3.0.3"

@@ -1,4 +1,8 @@
-"""The HTTP routes. Views parse, predict and return; errors are raised."""
+"""The HTTP routes. Views parse, predict and return; errors are raised.
+
+Bodies are read with Flask's `request.get_json()`: serving/http.py makes it
+strict and maps its failures onto the service's error codes.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
-from serving.body import read_json_body
-from serving.errors import NotReady
-from serving.metrics import record_predictions, render_metrics
+from serving.http import NotReady
 from serving.model import Predictor
-from serving.schemas import PredictBatchRequestSchema, PredictRequestSchema
+from serving.telemetry import record_predictions, render_metrics
+from serving.validation import PredictBatchRequestSchema, PredictRequestSchema
 
 STATE_KEY = "digits"
 
@@ -42,11 +45,6 @@ def state() -> ServiceState:
     return current_app.extensions[STATE_KEY]
 
 
-def request_json() -> object:
-    """Parse the body within the app's MAX_CONTENT_LENGTH, the one size limit."""
-    return read_json_body(current_app.config["MAX_CONTENT_LENGTH"])
-
-
 def classify(
     service: ServiceState, features: np.ndarray
 ) -> list[dict[str, int | float]]:
@@ -59,7 +57,7 @@ def classify(
 @api.post("/predict")
 def predict() -> Response:
     service = state()
-    body = service.predict_schema.load(request_json())
+    body = service.predict_schema.load(request.get_json())
     (result,) = classify(service, body["features"].reshape(1, -1))
     return jsonify(result)
 
@@ -67,7 +65,7 @@ def predict() -> Response:
 @api.post("/predict/batch")
 def predict_batch() -> Response:
     service = state()
-    body = service.batch_schema.load(request_json())
+    body = service.batch_schema.load(request.get_json())
     return jsonify({"predictions": classify(service, body["instances"])})
 
 

@@ -1,9 +1,11 @@
-"""Check raw pixel values in bulk: JSON numbers only, finite, within range.
+"""Request validation: a JSON body to a checked float32 pixel array.
 
 Validation runs on every request, so it avoids a Python call per pixel: one
 pass collects the set of element types, then numpy checks finiteness and range
 on the whole array at once. Element types are checked first because
 `np.asarray` silently turns `true` into 1.0 and `"5"` into 5.0.
+
+The marshmallow schemas here also document the request bodies on /docs.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 from itertools import chain
 
 import numpy as np
+from marshmallow import Schema, ValidationError, fields
 
 from contract import INPUT_SIZE, PIXEL_MAX, PIXEL_MIN
+from serving.config import DEFAULT_MAX_BATCH_ROWS
 
 JSON_NUMBER_TYPES = frozenset({int, float})  # bool is its own type, so excluded
 MAX_REPORTED_ERRORS = 10  # enough to fix a request, small enough to read
@@ -106,3 +110,86 @@ def to_pixel_matrix(rows: list) -> tuple[np.ndarray | None, dict[str, object]]:
             nested.setdefault(str(row), {})[str(column)] = [message]
         return None, nested
     return pixels.reshape(len(rows), INPUT_SIZE), {}
+
+
+# A real digit (a zero from load_digits), used as the example in the docs.
+EXAMPLE_FEATURES = [
+    0, 0, 5, 13, 9, 1, 0, 0,
+    0, 0, 13, 15, 10, 15, 5, 0,
+    0, 3, 15, 2, 0, 11, 8, 0,
+    0, 4, 12, 0, 0, 8, 8, 0,
+    0, 5, 8, 0, 0, 9, 8, 0,
+    0, 4, 11, 0, 1, 12, 7, 0,
+    0, 2, 14, 5, 10, 12, 0, 0,
+    0, 0, 6, 13, 10, 0, 0, 0,
+]  # fmt: skip
+PIXELS_DESCRIPTION = (
+    f"{INPUT_SIZE} raw pixel values of an 8x8 image, row-major, each a number "
+    f"in [{PIXEL_MIN:g}, {PIXEL_MAX:g}]"
+)
+
+
+class PixelVector(fields.Field):
+    """One image: exactly 64 raw pixel values, row-major 8x8, each in 0..16.
+
+    Loads to a (64,) float32 array. Errors are keyed by the offending index.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs) -> np.ndarray:
+        message = row_shape_error(value)
+        if message:
+            raise ValidationError(message)
+        pixels, errors = to_pixel_matrix([value])
+        if errors:
+            raise ValidationError(errors["0"])  # one image: key by pixel only
+        return pixels[0]
+
+
+class PixelMatrix(fields.Field):
+    """A batch of images: 1..max_rows rows of 64 raw pixel values each.
+
+    Loads to a (rows, 64) float32 array. Errors are keyed by row, then column.
+    """
+
+    def __init__(self, max_rows: int = DEFAULT_MAX_BATCH_ROWS, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.max_rows = max_rows
+
+    def _deserialize(self, value, attr, data, **kwargs) -> np.ndarray:
+        if not isinstance(value, list):
+            raise ValidationError(
+                f"must be an array of rows, got {json_type_name(value)}"
+            )
+        if not 1 <= len(value) <= self.max_rows:
+            raise ValidationError(
+                f"must have between 1 and {self.max_rows} rows, got {len(value)}"
+            )
+        pixels, errors = to_pixel_matrix(value)
+        if errors:
+            raise ValidationError(errors)
+        return pixels
+
+
+class PredictRequestSchema(Schema):
+    """Body of POST /predict."""
+
+    features = PixelVector(
+        required=True,
+        metadata={"description": PIXELS_DESCRIPTION, "example": EXAMPLE_FEATURES},
+    )
+
+
+class PredictBatchRequestSchema(Schema):
+    """Body of POST /predict/batch."""
+
+    instances = PixelMatrix(
+        required=True,
+        metadata={
+            "description": f"rows of {PIXELS_DESCRIPTION}; one prediction per row",
+            "example": [EXAMPLE_FEATURES],
+        },
+    )
+
+    def __init__(self, max_rows: int = DEFAULT_MAX_BATCH_ROWS, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.fields["instances"].max_rows = max_rows

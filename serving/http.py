@@ -1,0 +1,178 @@
+"""HTTP plumbing: strict JSON in and out, and one error shape for every failure.
+
+Every non-2xx body is {"error": {"code", "message", "details"}}: the status
+gives the category, `code` is a fixed string clients can match on. Routes read
+their body the usual Flask way (`request.get_json()`); the request class and
+the handlers here make that strict and give every route the same codes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from flask import Flask, Request, Response, current_app, request
+from flask.json.provider import JSONProvider
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from serving.telemetry import current_request_id
+
+logger = logging.getLogger("serving.http")
+
+JSON_MIMETYPE = "application/json"
+# Codes for the Werkzeug exceptions whose default name is not the one clients
+# already match on; every other one is named after its reason phrase.
+WERKZEUG_CODES = {413: "payload_too_large"}
+
+
+class ServingError(Exception):
+    """Base class: subclasses set the status and the machine-readable code."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class InvalidJSON(ServingError):
+    status = 400
+    code = "invalid_json"
+
+
+class UnsupportedMediaType(ServingError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class NotReady(ServingError):
+    status = 503
+    code = "not_ready"
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
+    """Build the one error body shape used for every non-2xx response."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+class OrjsonProvider(JSONProvider):
+    """Serialise responses and parse requests with orjson.
+
+    orjson parses strict RFC 8259 JSON: it refuses NaN, Infinity and numbers
+    too large for a double (1e400), which Python's json module would let
+    through as floats; it is also several times faster on number arrays.
+    """
+
+    mimetype = JSON_MIMETYPE
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return orjson.loads(s)
+
+    def response(self, *args: Any, **kwargs: Any) -> Response:
+        """Build a JSON response without a str round trip."""
+        obj = self._prepare_response_obj(args, kwargs)
+        body = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+        return self._app.response_class(body, mimetype=self.mimetype)
+
+
+class StrictJsonRequest(Request):
+    """`get_json()` failures raise the service's errors, not Flask's bare 400/415."""
+
+    @property
+    def is_json(self) -> bool:
+        """Only application/json itself (any charset), not every +json type."""
+        return self.mimetype == JSON_MIMETYPE
+
+    def on_json_loading_failed(self, e: ValueError | None) -> Any:
+        if e is None:  # Flask's signal for a Content-Type that is not JSON
+            raise UnsupportedMediaType(
+                f"Content-Type must be {JSON_MIMETYPE}, "
+                f"got {self.mimetype or 'nothing'!r}"
+            )
+        raise InvalidJSON(f"request body is not valid JSON: {e}")
+
+
+def terminate_unsized_bodies(wsgi_app):
+    """Mark bodies without Content-Length as ending where the stream ends.
+
+    The HTTP server decodes chunked framing itself and hands the app a stream
+    that ends with the body, but does not say so; Werkzeug reads such a body
+    (within MAX_CONTENT_LENGTH) only when `wsgi.input_terminated` is set.
+    """
+
+    def app(environ: dict, start_response):
+        if "CONTENT_LENGTH" not in environ:
+            environ["wsgi.input_terminated"] = True
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
+def error_response(status: int, code: str, message: str, details=None) -> Response:
+    """Render the one error shape with `status`."""
+    response = current_app.json.response(error_body(code, message, details))
+    response.status_code = status
+    return response
+
+
+def handle_serving_error(error: ServingError) -> Response:
+    return error_response(error.status, error.code, error.message, error.details)
+
+
+def handle_validation_error(error: ValidationError) -> Response:
+    details = error.messages if isinstance(error.messages, dict) else {}
+    return error_response(
+        422, "invalid_request", "request body failed validation", details
+    )
+
+
+def handle_http_error(error: HTTPException) -> Response:
+    """Werkzeug's exceptions (404, 405, 413, ...) in the service's error shape."""
+    status = error.code or 500
+    code = WERKZEUG_CODES.get(status) or (error.name or "http_error").lower().replace(
+        " ", "_"
+    )
+    details = None
+    message = error.description or error.name
+    if status == 413:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        message = f"request body is larger than the limit of {limit} bytes"
+        details = {"limit_bytes": limit}
+    response = error.get_response()  # keeps headers such as Allow on a 405
+    response.set_data(orjson.dumps(error_body(code, message, details)))
+    response.content_type = JSON_MIMETYPE
+    return response
+
+
+def handle_unexpected_error(error: Exception) -> Response:
+    logger.exception(
+        "unhandled error",
+        exc_info=error,
+        extra={
+            "request_id": current_request_id(),
+            "method": request.method,
+            "path": request.path,
+        },
+    )
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install_http_layer(app: Flask, max_content_length: int) -> None:
+    """Strict JSON, the body size limit and the error shape, for every route."""
+    app.request_class = StrictJsonRequest
+    app.json = OrjsonProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = max_content_length
+    # Without this, Flask answers OPTIONS itself with an empty HTML 200.
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
+    app.wsgi_app = terminate_unsized_bodies(app.wsgi_app)
+    app.register_error_handler(ServingError, handle_serving_error)
+    app.register_error_handler(ValidationError, handle_validation_error)
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected_error)

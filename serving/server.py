@@ -1,0 +1,88 @@
+"""Run the app on granian: native HTTP/1.1 keep-alive, HTTP parsed in Rust.
+
+Each worker process imports the app itself (`serving.app:create_app`), so each
+opens its own onnxruntime session. Workers are spawned, not forked: they start
+clean, with their own signal handlers, whatever the launcher loaded.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
+from granian.server import Server
+
+from serving.config import ServeConfig
+from serving.telemetry import server_logging_config
+
+APP_FACTORY = "serving.app:create_app"
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def metrics_directory(configured: str) -> Iterator[str]:
+    """Yield an empty directory for the workers' metric files.
+
+    A configured directory is kept at exit; a fresh temporary one is removed.
+    Only prometheus-client's own files are cleared: a shared directory may
+    hold others.
+    """
+    path = configured or tempfile.mkdtemp(prefix="digits-metrics-")
+    try:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.remove(os.path.join(path, name))
+        yield path
+    finally:
+        if not configured:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def build_server(config: ServeConfig, target: str = APP_FACTORY) -> Server:
+    """granian's server with the service's settings; `target` is an app factory."""
+    return Server(
+        target,
+        factory=True,
+        address=config.host,
+        port=config.port,
+        interface=Interfaces.WSGI,
+        # HTTP/1.1 only: what every client and proxy in front of this speaks,
+        # and no HTTP/2 preface sniffing on each connection.
+        http=HTTPModes.http1,
+        websockets=False,
+        workers=config.worker_count,
+        # Connections, idle or still sending headers, are held in Rust and cost
+        # no thread; `backpressure` bounds how many each worker keeps open.
+        backpressure=config.connections,
+        # The app runs in these threads; a request waiting for a slow upload
+        # holds one, so there are more threads than cores (granian warns).
+        blocking_threads=config.threads,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=config.timeout * 1000, keep_alive=True
+        ),
+        log_level=LogLevels(config.log_level),
+        log_dictconfig=server_logging_config(),
+        # The app writes its own JSON access line, with the request id.
+        log_access=False,
+        # Without a kill timeout, a worker that misses SIGTERM (it may still be
+        # starting) keeps the whole server alive; with it, shutdown is bounded.
+        workers_kill_timeout=config.graceful_timeout,
+        respawn_failed_workers=True,
+    )
+
+
+def serve(config: ServeConfig, target: str = APP_FACTORY) -> None:
+    """Serve until SIGTERM or SIGINT; SIGHUP replaces the workers one by one."""
+    with metrics_directory(config.metrics_dir) as metrics_dir:
+        # Workers read their settings from the environment, as create_app() does.
+        os.environ[METRICS_DIR_VARIABLE] = metrics_dir
+        multiprocessing.set_start_method("spawn", force=True)
+        build_server(config, target).serve()

@@ -1,0 +1,314 @@
+"""Telemetry: JSON logs, request ids, the access log and Prometheus metrics.
+
+Runs on every request, so the hooks read Flask's request proxy once, keep their
+state in the WSGI environ and write the access line themselves.
+
+Metrics are correct under several worker processes: with
+PROMETHEUS_MULTIPROC_DIR set (`python -m serving` always sets it), every worker
+writes its samples to files in that directory and /metrics sums them, so a
+scrape sees the whole server rather than whichever worker answered.
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import logging
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import orjson
+from flask import Flask, Response, has_request_context, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from contract import CLASSES
+
+# Attributes every LogRecord has; anything else came in through `extra=`.
+STANDARD_ATTRIBUTES = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__
+) | {"message", "asctime"}
+
+
+def utc_timestamp(seconds: float) -> str:
+    """Format a Unix time as ISO 8601 UTC with milliseconds, as every line uses."""
+    millis = int(seconds * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """Render a record and its `extra` fields as one JSON object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": utc_timestamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,  # which gunicorn worker
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in STANDARD_ATTRIBUTES:
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str) -> None:
+    """Send the service's logs to stderr as JSON lines at `level`.
+
+    Libraries' own warnings reach the root logger; they get JSON lines too.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("serving")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+
+
+def server_logging_config() -> dict:
+    """logging.config dict that makes the HTTP server's own lines JSON too."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "loggers": {"_granian": {"handlers": ["stderr"], "propagate": False}},
+    }
+
+
+# From sub-millisecond single predictions to multi-second stalls.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+
+REQUESTS = Counter(
+    "digits_http_requests_total",
+    "HTTP requests by route, method and status.",
+    ["endpoint", "method", "status"],
+)
+LATENCY = Histogram(
+    "digits_http_request_duration_seconds",
+    "Time from request start to response, by route.",
+    ["endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+ROWS_PREDICTED = Counter(
+    "digits_predicted_rows_total", "Images classified, over both predict routes."
+)
+PREDICTIONS = Counter(
+    "digits_predictions_total", "Predicted digits, by class.", ["digit"]
+)
+MODEL_INFO = Gauge(
+    "digits_model_info",
+    "The loaded model (always 1); its identity is in the labels.",
+    ["name", "version", "sha256"],
+    # Only live workers count: a dead worker's model must not linger.
+    multiprocess_mode="livemax",
+)
+
+# Label children are looked up once: `labels()` costs a lock and a dict lookup.
+PREDICTIONS_BY_CLASS = [PREDICTIONS.labels(digit=str(label)) for label in CLASSES]
+
+
+def record_predictions(labels: np.ndarray) -> None:
+    """Count (n,) predicted class indices, overall and per class."""
+    ROWS_PREDICTED.inc(len(labels))
+    counts = np.bincount(labels, minlength=len(CLASSES))
+    for index in np.flatnonzero(counts).tolist():
+        PREDICTIONS_BY_CLASS[index].inc(int(counts[index]))
+
+
+@functools.cache
+def request_counter(endpoint: str, method: str, status: int) -> Counter:
+    """The labelled child for one (route, method, status): labels() takes a lock.
+
+    The label values come from closed sets (routes, known methods, statuses),
+    so this cache stays small.
+    """
+    return REQUESTS.labels(endpoint, method, str(status))
+
+
+@functools.cache
+def latency_histogram(endpoint: str) -> Histogram:
+    """The labelled latency child for one route."""
+    return LATENCY.labels(endpoint)
+
+
+def record_request(endpoint: str, method: str, status: int, seconds: float) -> None:
+    """Count one finished request and observe its latency."""
+    request_counter(endpoint, method, status).inc()
+    latency_histogram(endpoint).observe(seconds)
+
+
+def record_model(name: str, version: str, sha256: str) -> None:
+    """Publish which model this worker serves."""
+    MODEL_INFO.labels(name, version, sha256).set(1)
+
+
+def pid_is_alive(pid: int) -> bool:
+    """True while process `pid` exists (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def forget_dead_workers(metrics_dir: str) -> None:
+    """Drop the live gauges of worker processes that have exited.
+
+    The HTTP server has no hook for a worker's exit, so each scrape checks the
+    pids named in the live-gauge files. Counters and histograms of dead workers
+    stay: they keep counting after a reload replaces the workers.
+    """
+    for path in glob.glob(os.path.join(metrics_dir, "gauge_live*_*.db")):
+        pid_text = os.path.basename(path).rsplit("_", 1)[1].removesuffix(".db")
+        if pid_text.isdigit() and not pid_is_alive(int(pid_text)):
+            multiprocess.mark_process_dead(int(pid_text), metrics_dir)
+
+
+def render_metrics(metrics_dir: str) -> tuple[bytes, str]:
+    """Return the exposition text (summed over workers) and its content type."""
+    if metrics_dir:
+        forget_dead_workers(metrics_dir)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=metrics_dir)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Echo a caller's id only if it is short and plain, so logs and headers stay
+# clean; anything else is replaced by a fresh one.
+ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+UNMATCHED_ENDPOINT = "unmatched"  # one label for every unknown path
+# Metric labels must come from a closed set, or clients could create series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+ACCESS_LOGGER = "serving.access"
+# Keeps an access line well under PIPE_BUF (4096 bytes), so lines from several
+# workers writing to one pipe never interleave.
+MAX_LOGGED_PATH_CHARS = 512
+STARTED_KEY = "digits.started"
+REQUEST_ID_KEY = "digits.request_id"
+
+
+def new_request_id() -> str:
+    """Return 128 random bits as 32 hex digits (a UUID4's entropy, cheaper)."""
+    return os.urandom(16).hex()
+
+
+def current_request_id() -> str:
+    """Return the id of the request being handled, or "-" outside one."""
+    if not has_request_context():
+        return "-"
+    return request.environ.get(REQUEST_ID_KEY, "-")
+
+
+def start_request() -> None:
+    """Stamp the request with its id and start time."""
+    environ = request.environ
+    environ[STARTED_KEY] = time.perf_counter()
+    offered = environ.get("HTTP_X_REQUEST_ID", "")
+    environ[REQUEST_ID_KEY] = (
+        offered if ACCEPTABLE_REQUEST_ID.fullmatch(offered) else new_request_id()
+    )
+
+
+class AccessLog:
+    """One JSON line per request on stderr, written directly.
+
+    Not through `logging`: a LogRecord costs more than the prediction itself.
+    It still follows the `serving.access` logger's level (SERVE_LOG_LEVEL).
+    A failed write drops the line; it never fails the request.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and logging.getLogger(ACCESS_LOGGER).isEnabledFor(
+            logging.INFO
+        )
+
+    def write(self, entry: dict) -> None:
+        """Write `entry` as one line; short lines (< PIPE_BUF) never interleave."""
+        line = orjson.dumps(entry) + b"\n"
+        try:
+            try:
+                fd = sys.stderr.fileno()  # looked up per line: stderr may be swapped
+            except (AttributeError, OSError, ValueError):  # no real file behind it
+                sys.stderr.write(line.decode())
+                return
+            while line:
+                line = line[os.write(fd, line) :]
+        except (AttributeError, OSError, ValueError):
+            pass  # a full or closed stderr must not turn requests into 500s
+
+
+def request_path(environ: dict) -> str:
+    """Return the request path as text, cut so that a log line stays short."""
+    # WSGI hands the path over as latin-1 characters of the raw bytes.
+    path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace")
+    return path[:MAX_LOGGED_PATH_CHARS]
+
+
+def finish_request(response: Response, access_log: AccessLog) -> Response:
+    """Echo the id, record metrics and log one line for the finished request."""
+    environ = request.environ
+    rule = request.url_rule
+    seconds = time.perf_counter() - environ.get(STARTED_KEY, time.perf_counter())
+    endpoint = rule.rule if rule else UNMATCHED_ENDPOINT
+    request_id = environ.get(REQUEST_ID_KEY, "-")
+    method = environ["REQUEST_METHOD"]
+    status = response.status_code
+    response.headers[REQUEST_ID_HEADER] = request_id
+    known_method = method if method in KNOWN_METHODS else "other"
+    record_request(endpoint, known_method, status, seconds)
+    if access_log.enabled:
+        access_log.write(
+            {
+                "time": utc_timestamp(time.time()),
+                "level": "info",
+                "logger": ACCESS_LOGGER,
+                "pid": os.getpid(),
+                "message": "request",
+                "request_id": request_id,
+                "method": known_method,
+                "route": endpoint,
+                "path": request_path(environ),
+                "status": status,
+                "latency_ms": round(seconds * 1000, 3),
+            }
+        )
+    return response
+
+
+def install_request_hooks(app: Flask, write_access_log: bool) -> None:
+    """Run start_request/finish_request around every request of `app`."""
+    access_log = AccessLog(write_access_log)
+    app.before_request(start_request)
+    app.after_request(lambda response: finish_request(response, access_log))
