@@ -23,7 +23,7 @@ import orjson
 
 from contract import INPUT_SIZE
 from serving.model import Predictor
-from serving.schemas import PredictBatchRequestSchema, PredictRequestSchema
+from serving.validation import PredictBatchRequestSchema, PredictRequestSchema
 
 ROUNDS = 5
 ROUND_SECONDS = 0.2

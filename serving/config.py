@@ -38,7 +38,7 @@ def setting(env: str, default: Any, field: fields.Field, doc: str) -> Any:
 def between(minimum: int, maximum: int) -> fields.Integer:
     """An integer setting with inclusive bounds."""
     return fields.Integer(
-        strict=False,
+        error_messages={"invalid": "is not an integer"},
         validate=validate.Range(
             minimum, maximum, error="must be between {min} and {max}"
         ),
@@ -50,7 +50,7 @@ class Choice(fields.String):
 
     def __init__(self, choices: tuple[str, ...]) -> None:
         super().__init__(
-            validate=validate.OneOf(choices, error="must be one of {choices}")
+            validate=validate.OneOf(choices, error="is not one of {choices}")
         )
 
     def _deserialize(self, value, attr, data, **kwargs) -> str:
@@ -130,7 +130,9 @@ class ServeConfig:
     access_log: bool = setting(
         "SERVE_ACCESS_LOG",
         True,
-        fields.Boolean(),
+        fields.Boolean(
+            error_messages={"invalid": "is not a boolean (use true or false)"}
+        ),
         "One JSON access line per request (true/false).",
     )
     max_batch_rows: int = setting(
@@ -195,11 +197,15 @@ def describe_errors(messages: Mapping[str, Any], environ: Mapping[str, str]) -> 
     parts = []
     for name, problems in sorted(messages.items()):
         problem = problems[0] if isinstance(problems, list) else str(problems)
-        parts.append(f"{name}={environ.get(name)!r}: {problem.lower().rstrip('.')}")
+        raw = environ.get(name, "")
+        shown = raw if raw.isdigit() else repr(raw)  # PORT=0, HOST='x y'
+        parts.append(f"{name}={shown} {problem}")
     return "; ".join(parts)
 
 
 ENVIRONMENT_SCHEMA = build_environment_schema()
+# Field name -> environment variable, derived from the declarations.
+ENV_NAMES = {field.name: field.metadata["env"] for field in declared_settings()}
 
 
 def settings_table() -> str:

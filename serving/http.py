@@ -143,7 +143,9 @@ def handle_http_error(error: HTTPException) -> Response:
     message = error.description or error.name
     if status == 413:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
-        message = f"request body is larger than the limit of {limit} bytes"
+        length = request.content_length
+        size = f"{length} bytes" if length is not None else "larger than that"
+        message = f"request body is {size}; the limit is {limit} bytes"
         details = {"limit_bytes": limit}
     response = error.get_response()  # keeps headers such as Allow on a 405
     response.set_data(orjson.dumps(error_body(code, message, details)))

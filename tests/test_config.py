@@ -29,7 +29,7 @@ def test_environment_values_arrive(monkeypatch):
         ("PORT", "70000", "PORT=70000 must be between 1 and 65535"),
         ("PORT", "0", "PORT=0 must be between 1 and 65535"),
         ("SERVE_LOG_LEVEL", "loud", "SERVE_LOG_LEVEL='loud' is not one of debug"),
-        ("SERVE_THREADS", "0", "SERVE_THREADS=0 must be between 1 and 256"),
+        ("SERVE_THREADS", "0", "SERVE_THREADS=0 must be between 1 and 1024"),
         ("SERVE_ACCESS_LOG", "maybe", "SERVE_ACCESS_LOG='maybe' is not a boolean"),
     ],
 )

@@ -7,8 +7,10 @@ from tests.conftest import REPO_ROOT
 
 IMPORTS_SERVING = """
 import sys
-import serving.wsgi  # builds the app: config, onnxruntime session, routes
+from serving.app import create_app
+create_app()  # what each worker does: config, onnxruntime session, routes
 import serving.__main__
+import serving.server
 loaded = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'training'})
 print(','.join(loaded))
 """

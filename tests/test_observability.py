@@ -9,8 +9,8 @@ from contextlib import contextmanager
 import pytest
 
 from serving.app import create_app
-from serving.logs import JsonFormatter
-from serving.observability import current_request_id
+from serving.telemetry import JsonFormatter
+from serving.telemetry import current_request_id
 from tests.test_app import exploding
 
 ZERO_ROW = [0.0] * 64
@@ -110,7 +110,7 @@ def test_request_id_outside_a_request_is_a_dash():
 
 def test_unhandled_errors_are_logged_with_the_traceback(serve_config, predictor):
     client = create_app(serve_config, exploding(predictor), warm=False).test_client()
-    with records_of("serving.app") as records:
+    with records_of("serving.http") as records:
         client.post(
             "/predict", json={"features": ZERO_ROW}, headers={"X-Request-ID": "e1"}
         )

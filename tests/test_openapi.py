@@ -3,7 +3,7 @@ import re
 from openapi_spec_validator import validate
 from sklearn.datasets import load_digits
 
-from serving.schemas import EXAMPLE_FEATURES
+from serving.validation import EXAMPLE_FEATURES
 
 DOCUMENTED_ELSEWHERE = {"/docs/", "/docs/<path:path>"}
 

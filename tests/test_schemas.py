@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from marshmallow import ValidationError
 
-from serving.schemas import PredictRequestSchema
+from serving.validation import PredictRequestSchema
 
 
 def load(features):
