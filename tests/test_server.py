@@ -1,0 +1,294 @@
+"""The HTTP server as users run it: slow clients, signals, reloads, worker exits.
+
+Every server here is a real `python -m serving` from the serve-only venv on
+127.0.0.1; every load is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.serve_env import serve_env_python
+from tests.test_e2e import free_port, start_server, wait_until_listening
+
+PREDICT_BODY = json.dumps({"features": [0] * 64}).encode()
+SLOW_HEADER_CONNECTIONS = 200
+STALLED_BODY_CONNECTIONS = 16
+NORMAL_REQUESTS = 20
+
+
+def predict_on(connection: http.client.HTTPConnection) -> int:
+    """POST one valid /predict on `connection`; return the status."""
+    connection.request(
+        "POST", "/predict", PREDICT_BODY, {"Content-Type": "application/json"}
+    )
+    response = connection.getresponse()
+    response.read()
+    return response.status
+
+
+def timed_predict(port: int) -> tuple[int, float]:
+    """One /predict on a new connection: (status, seconds)."""
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        return predict_on(connection), time.perf_counter() - started
+    finally:
+        connection.close()
+
+
+def metric_samples(port: int) -> list:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return [s for f in text_string_to_metric_families(text) for s in f.samples]
+
+
+def is_running(pid: int) -> bool:
+    """True if `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def children_of(pid: int) -> set[int]:
+    """The worker processes of server `pid` (not multiprocessing's helpers)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as file:
+            children = {int(child) for child in file.read().split()}
+    except FileNotFoundError:
+        return set()
+    workers = set()
+    for child in children:
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as file:
+                if b"spawn_main" in file.read() and is_running(child):
+                    workers.add(child)
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # exited meanwhile
+    return workers
+
+
+@pytest.fixture()
+def running_server(onnx_path, tmp_path):
+    """Start a 2-worker server; yield (process, port, log path); stop it."""
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    process = start_server(
+        serve_env_python(),
+        {"PORT": str(port), "SERVE_MODEL_PATH": str(onnx_path), "SERVE_WORKERS": "2"},
+        log_path,
+    )
+    try:
+        wait_until_listening(port, process, log_path)
+        yield process, port, log_path
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=15)
+
+
+def test_slow_clients_do_not_delay_normal_requests(running_server):
+    _, port, _ = running_server
+    stalled: list[socket.socket] = []
+    try:
+        for _ in range(SLOW_HEADER_CONNECTIONS):  # headers trickling, never ended
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            stalled.append(sock)
+        head = (
+            "POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(PREDICT_BODY)}\r\n\r\n"
+        ).encode()
+        for _ in range(STALLED_BODY_CONNECTIONS):  # stopped in mid-body
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(head + PREDICT_BODY[:10])
+            stalled.append(sock)
+        time.sleep(0.5)  # let the server take them all in
+        for sock in stalled[:50]:  # keep trickling on some of them
+            sock.sendall(b"X-Slow: 1\r\n")
+        results = [timed_predict(port) for _ in range(NORMAL_REQUESTS)]
+    finally:
+        for sock in stalled:
+            sock.close()
+    assert [status for status, _ in results] == [200] * NORMAL_REQUESTS
+    assert max(seconds for _, seconds in results) < 1.0, results
+
+
+def test_keep_alive_connection_serves_many_requests(running_server):
+    _, port, _ = running_server
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        statuses = [predict_on(connection) for _ in range(50)]
+        local_port = connection.sock.getsockname()[1]
+        statuses.append(predict_on(connection))
+        assert connection.sock.getsockname()[1] == local_port  # one TCP connection
+    finally:
+        connection.close()
+    assert statuses == [200] * 51
+
+
+@pytest.mark.parametrize("delay_s", [0.2, 0.6, 1.2])
+def test_sigterm_during_start_up_stops_within_two_seconds(onnx_path, tmp_path, delay_s):
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    process = start_server(
+        serve_env_python(),
+        {"PORT": str(port), "SERVE_MODEL_PATH": str(onnx_path), "SERVE_WORKERS": "2"},
+        log_path,
+    )
+    time.sleep(delay_s)  # before, while and after the workers load the model
+    workers = children_of(process.pid)
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(
+            f"still running 10 s after SIGTERM:\n{log_path.read_text()}"
+        ) from None
+    assert time.monotonic() - signalled <= 2.0, log_path.read_text()
+    time.sleep(0.2)  # an orphan would be re-parented and reaped by now
+    assert not any(is_running(worker) for worker in workers)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def load_until(port: int, stop: threading.Event, keep_alive: bool) -> list:
+    """Send /predict until `stop`; return the failures (status or exception).
+
+    On a kept-alive connection, a request that fails before any byte of answer
+    is retried once on a new connection, as HTTP clients do when the server
+    closed an idle connection (a reload closes the old workers' ones).
+    """
+    failures: list = []
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    sent = 0
+    while not stop.is_set() and sent < 5000:
+        sent += 1
+        if not keep_alive:
+            connection.close()
+        reused = connection.sock is not None
+        try:
+            status = predict_on(connection)
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            connection.close()
+            if not reused:
+                failures.append("failed on a new connection")
+                continue
+            status = predict_on(connection)  # the one retry, on a new connection
+        except (OSError, http.client.HTTPException) as error:
+            failures.append(repr(error))
+            connection.close()
+            continue
+        if status != 200:
+            failures.append(status)
+        time.sleep(0.002)
+    connection.close()
+    return failures
+
+
+def worker_pids_in(log_text: str) -> set[int]:
+    """Pids of the workers that wrote access lines for /predict."""
+    return {
+        entry["pid"]
+        for entry in map(json.loads, re.findall(r"^\{.*\}$", log_text, re.M))
+        if entry.get("route") == "/predict"
+    }
+
+
+def test_sighup_replaces_workers_without_failed_requests(running_server):
+    process, port, log_path = running_server
+    before = worker_pids_in(log_path.read_text())
+    predicted_before = sum(
+        s.value for s in metric_samples(port) if s.name == "digits_predicted_rows_total"
+    )
+    old_workers = children_of(process.pid)
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loads = [pool.submit(load_until, port, stop, keep) for keep in (False, True)]
+        time.sleep(1.0)
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and children_of(process.pid) & old_workers:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        stop.set()
+        failures = [failure for load in loads for failure in load.result()]
+    new_workers = children_of(process.pid)
+    assert failures == []
+    assert len(new_workers) == 2 and not new_workers & old_workers
+    served_by = worker_pids_in(log_path.read_text()) - before
+    assert served_by & new_workers  # the new workers answered
+    samples = metric_samples(port)
+    # Counters outlive the replaced workers; their live gauges do not.
+    predicted_after = sum(
+        s.value for s in samples if s.name == "digits_predicted_rows_total"
+    )
+    assert predicted_after > predicted_before
+    (model_info,) = [s for s in samples if s.name == "digits_model_info"]
+    assert model_info.value == 1.0
+
+
+def test_killed_worker_is_replaced_and_its_gauges_dropped(running_server):
+    process, port, _ = running_server
+    victim = min(children_of(process.pid))
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(children_of(process.pid) - {victim}) < 2:
+        time.sleep(0.2)
+    assert len(children_of(process.pid) - {victim}) == 2
+    statuses = [timed_predict(port)[0] for _ in range(10)]
+    assert statuses == [200] * 10
+    metric_samples(port)  # a scrape forgets dead workers' live gauges
+    live_files = [
+        name
+        for name in os.listdir(metrics_dir_of(process.pid))
+        if name.startswith("gauge_live")
+    ]
+    assert not any(name.endswith(f"_{victim}.db") for name in live_files)
+
+
+def metrics_dir_of(pid: int) -> str:
+    """The metrics directory the server gave its workers (from its environment)."""
+    for child in children_of(pid):
+        try:
+            with open(f"/proc/{child}/environ", "rb") as file:
+                environ = file.read().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exited meanwhile
+        for item in environ:
+            if item.startswith(b"PROMETHEUS_MULTIPROC_DIR="):
+                return item.split(b"=", 1)[1].decode()
+    raise AssertionError("no worker has PROMETHEUS_MULTIPROC_DIR")
+
+
+def test_temporary_metrics_directory_is_removed_at_exit(onnx_path, tmp_path):
+    port = free_port()
+    log_path = tmp_path / "server.log"
+    process = start_server(
+        serve_env_python(),
+        {"PORT": str(port), "SERVE_MODEL_PATH": str(onnx_path), "SERVE_WORKERS": "1"},
+        log_path,
+    )
+    wait_until_listening(port, process, log_path)
+    metrics_dir = metrics_dir_of(process.pid)
+    assert os.path.isdir(metrics_dir)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    assert not os.path.exists(metrics_dir)
