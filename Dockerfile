@@ -79,6 +79,6 @@ EXPOSE 8000
 # (exit 1) on a refused connection and on any 4xx/5xx, e.g. 503 while warming up.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:' + os.environ['PORT'] + '/readyz', timeout=2).status != 200)"]
-# python -m serving checks the model, then execs gunicorn, which becomes PID 1
-# and so receives docker stop's SIGTERM directly.
+# python -m serving checks the model, then runs granian in the same process: it
+# is PID 1 and so receives docker stop's SIGTERM directly.
 CMD ["python", "-m", "serving"]

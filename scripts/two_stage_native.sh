@@ -22,7 +22,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 INSTALL_TIMEOUT_S=1200  # one pip install; torch alone is a few hundred MB
 START_TIMEOUT_S=60      # python -m serving until /readyz says ready
-STOP_TIMEOUT_S=15       # SIGTERM until gunicorn has exited
+STOP_TIMEOUT_S=15       # SIGTERM until the server has exited
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/two-stage.XXXXXX")"
 TRAIN_DIR="$WORK/train"    # stands for the train stage's WORKDIR (/app)
 SERVE_DIR="$WORK/serve"    # stands for the serve stage's WORKDIR (/app)
@@ -193,5 +193,5 @@ for index in indices:
 PY
 
 step "serve stage: SIGTERM"
-stop_server || die "gunicorn exited with status $? after SIGTERM (124: still running after ${STOP_TIMEOUT_S}s)"
+stop_server || die "the server exited with status $? after SIGTERM (124: still running after ${STOP_TIMEOUT_S}s)"
 step "both stages passed in $((SECONDS - STARTED))s"

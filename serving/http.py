@@ -8,6 +8,7 @@ the handlers here make that strict and give every route the same codes.
 
 from __future__ import annotations
 
+import io
 import logging
 from typing import Any
 
@@ -16,12 +17,14 @@ from flask import Flask, Request, Response, current_app, request
 from flask.json.provider import JSONProvider
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
+from werkzeug.wsgi import get_content_length
 
 from serving.telemetry import current_request_id
 
 logger = logging.getLogger("serving.http")
 
 JSON_MIMETYPE = "application/json"
+UNSIZED_KEY = "digits.unsized_body"  # environ flag: sent without Content-Length
 # Codes for the Werkzeug exceptions whose default name is not the one clients
 # already match on; every other one is named after its reason phrase.
 WERKZEUG_CODES = {413: "payload_too_large"}
@@ -99,17 +102,22 @@ class StrictJsonRequest(Request):
         raise InvalidJSON(f"request body is not valid JSON: {e}")
 
 
-def terminate_unsized_bodies(wsgi_app):
-    """Mark bodies without Content-Length as ending where the stream ends.
+def size_unsized_bodies(wsgi_app, limit: int):
+    """Give a body sent without Content-Length (chunked) a length, within `limit`.
 
-    The HTTP server decodes chunked framing itself and hands the app a stream
-    that ends with the body, but does not say so; Werkzeug reads such a body
-    (within MAX_CONTENT_LENGTH) only when `wsgi.input_terminated` is set.
+    The HTTP server decodes chunked framing itself and hands over a stream that
+    ends with the body. Werkzeug reads such a stream only up to the limit and
+    silently drops the rest, so read one byte past the limit here and declare
+    the length read: a body over the limit then gets the usual 413.
     """
 
     def app(environ: dict, start_response):
-        if "CONTENT_LENGTH" not in environ:
-            environ["wsgi.input_terminated"] = True
+        if get_content_length(environ) is None:  # none, or chunked framing
+            body = environ["wsgi.input"].read(limit + 1)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+            environ[UNSIZED_KEY] = True
         return wsgi_app(environ, start_response)
 
     return app
@@ -144,7 +152,8 @@ def handle_http_error(error: HTTPException) -> Response:
     if status == 413:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         length = request.content_length
-        size = f"{length} bytes" if length is not None else "larger than that"
+        unsized = request.environ.get(UNSIZED_KEY) or length is None
+        size = "larger than that" if unsized else f"{length} bytes"
         message = f"request body is {size}; the limit is {limit} bytes"
         details = {"limit_bytes": limit}
     response = error.get_response()  # keeps headers such as Allow on a 405
@@ -173,7 +182,7 @@ def install_http_layer(app: Flask, max_content_length: int) -> None:
     app.config["MAX_CONTENT_LENGTH"] = max_content_length
     # Without this, Flask answers OPTIONS itself with an empty HTML 200.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
-    app.wsgi_app = terminate_unsized_bodies(app.wsgi_app)
+    app.wsgi_app = size_unsized_bodies(app.wsgi_app, max_content_length)
     app.register_error_handler(ServingError, handle_serving_error)
     app.register_error_handler(ValidationError, handle_validation_error)
     app.register_error_handler(HTTPException, handle_http_error)

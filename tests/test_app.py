@@ -216,3 +216,64 @@ def test_declared_length_over_the_limit_is_a_413(serve_config, predictor):
     body = json.dumps({"features": VALID}).encode() + b" " * 5000
     error = assert_error(post_predict(client, body), 413, "payload_too_large")
     assert str(len(body)) in error["message"]
+
+
+@pytest.fixture()
+def app_with_new_route(serve_config, predictor):
+    """The app plus a route written the usual Flask way, as a contributor would."""
+    from flask import jsonify, request
+
+    config = dataclasses.replace(serve_config, max_content_length=4096)
+    app = create_app(config, predictor=predictor)
+
+    @app.post("/echo-length")
+    def echo_length():
+        return jsonify({"items": len(request.get_json())})
+
+    return app.test_client()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b"[NaN]", "application/json", 400, "invalid_json"),
+        (b"[1e400]", "application/json", 400, "invalid_json"),
+        (b"{", "application/json", 400, "invalid_json"),
+        (b"[]", "text/plain", 415, "unsupported_media_type"),
+        (b"[" + b"0," * 4000 + b"0]", "application/json", 413, "payload_too_large"),
+    ],
+)
+def test_a_new_route_using_get_json_gets_the_same_error_codes(
+    app_with_new_route, body, content_type, status, code
+):
+    response = app_with_new_route.post(
+        "/echo-length", data=body, content_type=content_type
+    )
+    error = assert_error(response, status, code)
+    if status == 413:
+        assert error["details"] == {"limit_bytes": 4096}
+
+
+def test_a_new_route_using_get_json_reads_a_valid_body(app_with_new_route):
+    response = app_with_new_route.post("/echo-length", json=[1, 2, 3])
+    assert response.status_code == 200 and response.get_json() == {"items": 3}
+
+
+def test_chunked_body_without_length_is_read_within_the_limit(client):
+    """No Content-Length (chunked upload): read to the end, still size-limited."""
+    body = json.dumps({"features": VALID}).encode()
+    response = client.post(
+        "/predict",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+    )
+    assert response.status_code == 200
+    padded = io.BytesIO(body + b" " * (3 * 1024 * 1024))
+    response = client.post(
+        "/predict",
+        input_stream=padded,
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+    )
+    assert_error(response, 413, "payload_too_large")
