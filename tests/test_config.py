@@ -65,3 +65,43 @@ def test_every_setting_has_its_variable(monkeypatch):
     config = ServeConfig.from_env()
     assert (config.ort_threads, config.timeout, config.graceful_timeout) == (2, 45, 5)
     assert config.log_level == "warning" and config.metrics_dir == "/tmp/metrics"
+
+
+def test_readme_settings_table_is_generated_from_the_declarations():
+    from serving.config import settings_table
+    from tests.conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    start = readme.index("<!-- settings-table:start -->\n") + len(
+        "<!-- settings-table:start -->\n"
+    )
+    end = readme.index("\n<!-- settings-table:end -->")
+    assert readme[start:end] == settings_table()
+
+
+def test_every_declared_setting_is_read_from_its_variable():
+    from serving.config import declared_settings
+
+    for field in declared_settings():
+        default = field.default
+        if isinstance(default, bool):
+            raw, expected = str(not default).lower(), not default
+        elif isinstance(default, int):
+            raw, expected = str(default + 1), default + 1
+        elif field.name == "log_level":
+            raw, expected = "ERROR", "error"
+        else:
+            raw, expected = "/some/where", "/some/where"
+        config = ServeConfig.from_env({field.metadata["env"]: raw})
+        assert getattr(config, field.name) == expected, field.name
+        assert field.metadata["doc"], field.name
+
+
+def test_empty_variables_mean_unset():
+    assert ServeConfig.from_env({"PORT": "", "SERVE_WORKERS": ""}) == ServeConfig()
+
+
+def test_several_bad_values_are_all_named():
+    with pytest.raises(ConfigError) as caught:
+        ServeConfig.from_env({"PORT": "x", "SERVE_THREADS": "0"})
+    assert "PORT='x'" in str(caught.value) and "SERVE_THREADS=0" in str(caught.value)
