@@ -137,6 +137,9 @@ PREDICTIONS_BY_CLASS = [PREDICTIONS.labels(digit=str(label)) for label in CLASSE
 def record_predictions(labels: np.ndarray) -> None:
     """Count (n,) predicted class indices, overall and per class."""
     ROWS_PREDICTED.inc(len(labels))
+    if len(labels) == 1:  # POST /predict: skip the bincount
+        PREDICTIONS_BY_CLASS[int(labels[0])].inc()
+        return
     counts = np.bincount(labels, minlength=len(CLASSES))
     for index in np.flatnonzero(counts).tolist():
         PREDICTIONS_BY_CLASS[index].inc(int(counts[index]))

@@ -139,10 +139,10 @@ class PixelVector(fields.Field):
         message = row_shape_error(value)
         if message:
             raise ValidationError(message)
-        pixels, errors = to_pixel_matrix([value])
-        if errors:
-            raise ValidationError(errors["0"])  # one image: key by pixel only
-        return pixels[0]
+        pixels, errors = to_pixel_array(value)
+        if errors:  # keyed by pixel index, as marshmallow keys nested errors
+            raise ValidationError({str(i): [message] for i, message in errors.items()})
+        return pixels
 
 
 class PixelMatrix(fields.Field):
