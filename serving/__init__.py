@@ -1,5 +1,5 @@
 """Serve the digits model over HTTP with onnxruntime; torch-free by design.
 
-Keep this file free of imports: the gunicorn master imports the package to read
-its config, and onnxruntime must only load in the workers.
+Keep this file free of imports: `python -m serving` and every worker import the
+package, and each should load only what it uses.
 """

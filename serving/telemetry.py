@@ -55,7 +55,7 @@ class JsonFormatter(logging.Formatter):
             "time": utc_timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "pid": record.process,  # which gunicorn worker
+            "pid": record.process,  # which worker
             "message": record.getMessage(),
         }
         for key, value in record.__dict__.items():
