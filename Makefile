@@ -53,18 +53,21 @@ clean:
 	rm -rf $(TRAIN_ENV) $(SERVE_ENV) $(DEV_ENV) .cache .pytest_cache .ruff_cache
 	find artifacts -mindepth 1 ! -name README.md -delete
 
-# Benchmark: the production server against the seed's FastAPI + torch design,
-# in one run (see bench/run.py; about 2 minutes once the environments
-# exist). Needs wrk from Debian:
-# `make bench-install-wrk` as root. Extra options: make bench BENCH_ARGS="-h".
+# Benchmark: the production server (granian) against the same app under
+# gunicorn sync (the server before granian), a no-op route under the production
+# server's settings and the seed's FastAPI + torch design, in one run (see
+# bench/run.py; about 3 to 4 minutes once the environments exist). Needs wrk
+# from Debian: `make bench-install-wrk` as root. Extra options:
+# make bench BENCH_ARGS="-h".
 BENCH_ENV := .venv-bench
+BENCH_SERVE_ENV := .venv-bench-serve
 
 .PHONY: bench bench-install-wrk
 
-bench: $(BENCH_ENV)/.installed $(SERVE_ENV)/.installed
+bench: $(BENCH_ENV)/.installed $(BENCH_SERVE_ENV)/.installed
 	@command -v wrk >/dev/null || { echo "wrk is not installed:" \
 		"run 'make bench-install-wrk' as root (Debian/Ubuntu)" >&2; exit 1; }
-	$(BENCH_ENV)/bin/python -m bench.run --serve-python $(SERVE_ENV)/bin/python \
+	$(BENCH_ENV)/bin/python -m bench.run --serve-python $(BENCH_SERVE_ENV)/bin/python \
 		$(BENCH_ARGS)
 
 bench-install-wrk:
@@ -74,6 +77,15 @@ bench-install-wrk:
 $(BENCH_ENV)/.installed: requirements-train.txt requirements-bench.txt
 	$(PYTHON) -m venv $(BENCH_ENV)
 	$(BENCH_ENV)/bin/pip install -r requirements-train.txt -r requirements-bench.txt
+	touch $@
+
+# The serve requirements plus gunicorn, so that the production server and the
+# gunicorn target run the same packages and only the server differs. The
+# serve env itself (and the image) never gets gunicorn.
+$(BENCH_SERVE_ENV)/.installed: requirements-serve.txt requirements-bench-serve.txt
+	$(PYTHON) -m venv $(BENCH_SERVE_ENV)
+	$(BENCH_SERVE_ENV)/bin/pip install -r requirements-serve.txt \
+		-r requirements-bench-serve.txt
 	touch $@
 
 # Notebooks: `make notebooks` re-runs both top to bottom and saves their outputs
