@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 from bench.load import LoadResult, run_wrk
-from bench.plan import LoadRun
+from bench.plan import LoadRun, schedule
 from bench.report import ServerResult
 from bench.servers import (
     RunningServer,
@@ -36,7 +37,7 @@ def start_with_cold_starts(
     spec: ServerSpec, count: int, workdir: Path
 ) -> tuple[RunningServer, list[float]]:
     """Start `spec` `count` times, one at a time; keep the last start running."""
-    log_path = workdir / f"{spec.name.replace('+', '-').replace(' ', '-')}.log"
+    log_path = workdir / f"{re.sub('[^A-Za-z0-9]+', '-', spec.name)}.log"
     cold_starts = []
     for attempt in range(count):
         server = start_server(spec, log_path)
@@ -86,8 +87,7 @@ def benchmark(
             running.append((server, ServerResult(spec.name, cold_starts), runs))
         for server, _, _ in running:
             run_wrk(server.url("/predict"), bodies["predict"], 8, WARMUP_S)
-        schedule = list(dict.fromkeys(run for _, runs in plan for run in runs))
-        for run in schedule:
+        for run in schedule(runs for _, runs in plan):
             for server, result, runs in running:
                 if run not in runs:
                     continue
@@ -98,9 +98,9 @@ def benchmark(
                     result.loads[run] = measured
         # After the load, so each worker has touched everything it needs.
         for server, result, _ in running:
-            result.worker_pss_kib = [
-                pss_kib(pid) for pid in worker_pids(server.process.pid)
-            ]
+            main_pid = server.process.pid
+            result.worker_pss_kib = [pss_kib(pid) for pid in worker_pids(main_pid)]
+            result.total_pss_kib = sum(pss_kib(pid) for pid in process_tree(main_pid))
     finally:
         for server, _, _ in running:
             stop_server(server)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.servers import HOST, ServerSpec, predict_probe, readyz_probe
@@ -18,9 +19,16 @@ BATCH_CONNECTIONS = (1, 2)
 SEED = 0
 # training.export writes the checkpoint next to model.onnx.
 CHECKPOINT_FILENAME = "checkpoint.pt"
-PRODUCTION = "Flask+gunicorn+onnxruntime"
+PRODUCTION = "Flask+granian+onnxruntime"
+GUNICORN = "Flask+gunicorn sync (before)"
+NOOP = "Flask+granian no-op route"
 TYPICAL = "FastAPI+torch typical"
 TUNED = "FastAPI+torch tuned"
+NOOP_PATH = "/noop"  # bench/noop_app.py
+# The same app as production, under the server it ran on before granian.
+GUNICORN_APP = "serving.app:create_app()"
+# Which variable the service reads for its multiprocess metrics directory.
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 @dataclass(frozen=True)
@@ -68,24 +76,85 @@ def production_runs() -> list[LoadRun]:
     return runs
 
 
-def baseline_runs() -> list[LoadRun]:
-    """Return the load runs of the baseline: the seed had no batch route."""
+def predict_runs() -> list[LoadRun]:
+    """Return the /predict runs every server gets (the seed had no batch route)."""
     return [LoadRun("/predict", "predict", c) for c in PREDICT_CONNECTIONS]
 
 
-def production_spec(
+def noop_runs() -> list[LoadRun]:
+    """Return the no-op route's runs: the /predict body, where the ratios need it."""
+    return [LoadRun(NOOP_PATH, "predict", c) for c in PREDICT_CONNECTIONS if c > 1]
+
+
+def schedule(plans: Iterable[list[LoadRun]]) -> list[LoadRun]:
+    """Order every distinct run: by rows, then connections, then path.
+
+    Runs compared in a ratio (/predict and /noop at c=8, say) then follow each
+    other, so a burst of other work on the machine skews both or neither.
+    """
+    runs = dict.fromkeys(run for plan in plans for run in plan)
+    return sorted(runs, key=lambda run: (run.rows, run.connections, run.path))
+
+
+def worker_count(overrides: Mapping[str, str]) -> int:
+    """The production server's worker count: SERVE_WORKERS, else one per core.
+
+    Mirrors serving/config.py's default (this process has no serving imports).
+    """
+    return int(overrides.get("SERVE_WORKERS") or 0) or len(os.sched_getaffinity(0))
+
+
+def flask_specs(
     serve_python: str,
     model_path: Path,
     predict_body: bytes,
     overrides: Mapping[str, str],
+) -> list[ServerSpec]:
+    """The service's app from the serve env, under each server, same SERVE_* env.
+
+    Production is `python -m serving` with its default settings (plus any
+    overrides). The no-op server (bench/launch.py noop) is the same server and
+    settings with one more route. gunicorn runs the same app as it did before
+    granian (bench/launch.py: preflight, then exec gunicorn): sync
+    workers, one per core, no preload, heartbeat files in /dev/shm, no control
+    socket; it needs a fresh metrics directory per start.
+    """
+    env = {"SERVE_MODEL_PATH": str(model_path), **overrides}
+    probe = readyz_probe(predict_body)
+    gunicorn = [
+        serve_python,
+        "-m",
+        "bench.launch",
+        "gunicorn",
+        "--worker-class",
+        "sync",
+    ]
+    gunicorn += ["--workers", str(worker_count(overrides))]
+    gunicorn += ["--bind", f"{HOST}:{{port}}", "--worker-tmp-dir", "/dev/shm"]
+    gunicorn += ["--no-control-socket", GUNICORN_APP]
+    return [
+        ServerSpec(PRODUCTION, [serve_python, "-m", "serving"], probe, env),
+        ServerSpec(
+            GUNICORN, gunicorn, probe, env, fresh_dir_variable=METRICS_DIR_VARIABLE
+        ),
+        ServerSpec(NOOP, [serve_python, "-m", "bench.launch", "noop"], probe, env),
+    ]
+
+
+def variant_spec(
+    serve_python: str,
+    model_path: Path,
+    predict_body: bytes,
+    overrides: Mapping[str, str],
+    settings: Iterable[tuple[str, str]],
 ) -> ServerSpec:
-    """`python -m serving` from the serve env, with its default settings."""
-    return ServerSpec(
-        PRODUCTION,
-        [serve_python, "-m", "serving"],
-        readyz_probe(predict_body),
-        {"SERVE_MODEL_PATH": str(model_path), **overrides},
+    """Production with a few more settings, named after them."""
+    settings = dict(settings)
+    production, *_ = flask_specs(
+        serve_python, model_path, predict_body, {**overrides, **settings}
     )
+    named = ", ".join(f"{name}={value}" for name, value in settings.items())
+    return replace(production, name=f"{PRODUCTION} ({named})")
 
 
 def baseline_specs(

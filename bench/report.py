@@ -23,6 +23,8 @@ class ServerResult:
     cold_starts_s: list[float]
     loads: dict[LoadRun, tuple[LoadResult, CpuShare]] = field(default_factory=dict)
     worker_pss_kib: list[int] = field(default_factory=list)
+    # The whole process tree: a supervisor that loaded the model counts here.
+    total_pss_kib: int = 0
     skipped: list[str] = field(default_factory=list)
 
     @property
@@ -162,6 +164,7 @@ def footprint_table(results: Sequence[ServerResult]) -> str:
             ", ".join(f"{value:.2f}" for value in result.cold_starts_s),
             str(len(result.worker_pss_kib)),
             format_mib(result.pss_per_worker_kib),
+            format_mib(result.total_pss_kib),
         ]
         for result in results
     ]
@@ -171,6 +174,7 @@ def footprint_table(results: Sequence[ServerResult]) -> str:
         "all starts (s)",
         "workers",
         "PSS/worker",
+        "PSS, all processes",
     ]
     return markdown_table(header, rows)
 

@@ -1,4 +1,4 @@
-"""Benchmark the production server against the seed's FastAPI + torch design.
+"""Benchmark the production server against the server before it and the seed's design.
 
 Usage (from a train environment with requirements-bench.txt, and wrk):
 
@@ -8,15 +8,19 @@ In one run, with every server started as a user starts it on 127.0.0.1 and
 every load run bounded in time, this measures:
 
 - the floors without HTTP, in the serve environment (bench/floors.py);
-- `python -m serving` (Flask + gunicorn + onnxruntime, its default settings)
-  and the baseline bench/fastapi_torch.py under uvicorn from the train
+- from the serve environment (which also holds gunicorn, for the bench only):
+  `python -m serving` (Flask + granian + onnxruntime, its default settings);
+  the same app under gunicorn sync workers, as it was served before granian;
+  and the same app plus a no-op JSON route (bench/noop_app.py) under exactly
+  the production server and settings, the ceiling of the HTTP stack;
+- the baseline bench/fastapi_torch.py under uvicorn from the train
   environment, typical (1 worker, asyncio + h11: `pip install fastapi uvicorn`)
   and tuned (2 workers, uvloop + httptools, no access log);
 - for each: cold start (Popen to the first 200 from /readyz, or from /predict
   for the baseline, which has no readiness route; median of a few starts),
-  /predict at 1, 8 and 32 connections (and /predict/batch for the production
-  server) with wrk, each run made on all servers back to back, then the PSS
-  of each worker;
+  /predict at 1, 8 and 32 connections (/predict/batch on production, /noop at
+  8 and 32 on the no-op server) with wrk, each run made on all servers back
+  to back, then the PSS of each worker and of the whole process tree;
 - the size of the serve and train environments (bench/envsize.py).
 
 Progress goes to stderr; the markdown report goes to stdout.
@@ -41,14 +45,16 @@ from bench.load import LoadError, require_wrk
 from bench.plan import (
     BATCH_SIZES,
     CHECKPOINT_FILENAME,
+    GUNICORN,
+    NOOP,
     PRODUCTION,
-    TUNED,
-    TYPICAL,
     LoadRun,
-    baseline_runs,
     baseline_specs,
+    flask_specs,
+    noop_runs,
+    predict_runs,
     production_runs,
-    production_spec,
+    variant_spec,
     write_bodies,
 )
 from bench.report import ServerResult
@@ -79,6 +85,11 @@ def env_setting(text: str) -> tuple[str, str]:
     return name, value
 
 
+def env_settings(text: str) -> tuple[tuple[str, str], ...]:
+    """Parse comma-separated NAME=VALUE settings: SERVE_THREADS=8,SERVE_WORKERS=2."""
+    return tuple(env_setting(part) for part in text.split(","))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Read the command line."""
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
@@ -102,7 +113,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="python of the train environment with the bench extras (this one)",
     )
     parser.add_argument(
-        "--serve-python", help="python of a serve-only venv (default: build one)"
+        "--serve-python",
+        help="python of a serve venv that also holds gunicorn, as make bench "
+        "builds it (default: build one from requirements-serve.txt alone, which "
+        "then needs --skip-baseline)",
     )
     parser.add_argument(
         "--serve-env",
@@ -110,12 +124,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         type=env_setting,
         metavar="NAME=VALUE",
-        help="extra setting for the production server, e.g. SERVE_THREADS=4",
+        help="extra setting for every server of the service's app (production, "
+        "no-op, gunicorn), e.g. SERVE_THREADS=8",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        type=env_settings,
+        metavar="NAME=VALUE[,...]",
+        help="also run /predict on a production server with these settings, "
+        "back to back with the others, e.g. --variant SERVE_THREADS=8",
     )
     parser.add_argument(
         "--skip-baseline",
         action="store_true",
-        help="measure the production server only (no ratios)",
+        help="skip gunicorn and FastAPI: production and no-op only",
     )
     return parser.parse_args(argv)
 
@@ -176,15 +200,40 @@ def build_plan(
 ) -> list[tuple[ServerSpec, list[LoadRun]]]:
     """Pair each server to start with the load runs it gets."""
     predict_body = predict_path.read_bytes()
-    production = production_spec(
-        serve_python, model_dir / MODEL_FILENAME, predict_body, dict(args.serve_env)
-    )
-    plan = [(production, production_runs())]
+    model_path = model_dir / MODEL_FILENAME
+    overrides = dict(args.serve_env)
+    specs = flask_specs(serve_python, model_path, predict_body, overrides)
+    # gunicorn and the variants get production's runs too: the same loads before
+    # the PSS reading (a 1024-row batch leaves bigger buffers behind).
+    runs = {PRODUCTION: production_runs(), GUNICORN: production_runs()}
+    runs[NOOP] = noop_runs()
+    if args.skip_baseline:
+        del runs[GUNICORN]
+    plan = [(spec, runs[spec.name]) for spec in specs if spec.name in runs]
+    plan += [
+        (
+            variant_spec(serve_python, model_path, predict_body, overrides, variant),
+            production_runs(),
+        )
+        for variant in args.variant
+    ]
     if not args.skip_baseline:
+        require_gunicorn(serve_python)
         checkpoint = model_dir / CHECKPOINT_FILENAME
         baselines = baseline_specs(args.train_python, checkpoint, predict_body)
-        plan += [(spec, baseline_runs()) for spec in baselines]
+        plan += [(spec, predict_runs()) for spec in baselines]
     return plan
+
+
+def require_gunicorn(serve_python: str) -> None:
+    """Fail early, saying how to fix it, if the serve env has no gunicorn."""
+    check = [serve_python, "-c", "import gunicorn"]
+    if subprocess.run(check, capture_output=True, check=False).returncode != 0:
+        raise RuntimeError(
+            f"{serve_python} has no gunicorn for the '{GUNICORN}' target: use "
+            "`make bench` (it builds .venv-bench-serve), install "
+            "requirements-bench-serve.txt into it, or pass --skip-baseline"
+        )
 
 
 def environment_sizes(serve_python: str, train_python: str) -> dict[str, dict]:
@@ -207,14 +256,7 @@ def render(
 ) -> str:
     """Assemble the markdown report."""
     by_name = {result.name: result for result in results}
-    checked = check_targets(
-        by_name[PRODUCTION],
-        by_name.get(TYPICAL),
-        by_name.get(TUNED),
-        floors,
-        sizes,
-        BATCH_SIZES[-1],
-    )
+    checked = check_targets(by_name, floors, sizes, BATCH_SIZES[-1])
     return "\n\n".join(
         [
             f"Command: `{command}`  \n"

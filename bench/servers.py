@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,9 @@ class ServerSpec:
     command: list[str]
     probe: Probe
     env: Mapping[str, str] = field(default_factory=dict)
+    # A variable to point at a new empty directory on every start, for a server
+    # that needs one but does not make it itself (gunicorn's metrics directory).
+    fresh_dir_variable: str | None = None
 
 
 @dataclass
@@ -120,6 +124,8 @@ def start_server(spec: ServerSpec, log_path: Path) -> RunningServer:
         if not name.startswith(ISOLATED_PREFIXES)
     }
     env = {**inherited, **spec.env, "PORT": str(port), "HOST": HOST}
+    if spec.fresh_dir_variable:
+        env[spec.fresh_dir_variable] = tempfile.mkdtemp(dir=log_path.parent)
     with open(log_path, "w") as log:  # the child keeps its own copy of the fd
         started = time.perf_counter()
         process = subprocess.Popen(

@@ -13,7 +13,8 @@ PROC = Path("/proc")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # Fields of the "cpu" line of /proc/stat that count idle time (idle, iowait).
 IDLE_FIELDS = (3, 4)
-# The multiprocessing helper that uvicorn's spawned workers may start: not a worker.
+# Helpers that multiprocessing starts beside spawned workers (granian, uvicorn
+# --workers): children of the main process, but they serve no request.
 HELPER_MARKERS = ("resource_tracker", "semaphore_tracker", "forkserver")
 
 
@@ -65,17 +66,20 @@ def command_line(pid: int) -> str:
         return ""
 
 
+def is_helper(command: str) -> bool:
+    """Tell whether a child's command line is a multiprocessing helper."""
+    return any(marker in command for marker in HELPER_MARKERS)
+
+
 def worker_pids(pid: int) -> list[int]:
     """Return the request-serving processes of a server whose main pid is `pid`.
 
-    gunicorn and `uvicorn --workers N` serve from child processes (minus any
-    multiprocessing helper); a single-process uvicorn serves from `pid` itself.
+    granian, gunicorn and `uvicorn --workers N` serve from child processes
+    (forked by gunicorn, spawned by the others: `... spawn_main(...)`), minus
+    the resource tracker that spawning starts; a single-process uvicorn serves
+    from `pid` itself.
     """
-    workers = [
-        child
-        for child in children(pid)
-        if not any(marker in command_line(child) for marker in HELPER_MARKERS)
-    ]
+    workers = [child for child in children(pid) if not is_helper(command_line(child))]
     return workers or [pid]
 
 

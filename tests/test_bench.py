@@ -1,19 +1,44 @@
-"""The benchmark's pure helpers: parsing wrk and /proc, ratios, formatting.
+"""The benchmark's pure helpers: the plan, parsing wrk and /proc, ratios, tables.
 
 No timing here: the benchmark itself runs with `make bench`.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 from pathlib import Path
 
 import pytest
 
 from bench.envsize import canonical, requirement_names
 from bench.load import LoadError, LoadResult, parse_wrk_summary, wrk_command
-from bench.report import format_rate, markdown_table
-from bench.system import CpuShare, CpuSnapshot, cpu_share, parse_smaps_rollup
-from bench.targets import Target, ratio
+from bench.plan import (
+    GUNICORN,
+    NOOP,
+    NOOP_PATH,
+    PRODUCTION,
+    TUNED,
+    TYPICAL,
+    LoadRun,
+    flask_specs,
+    noop_runs,
+    predict_runs,
+    production_runs,
+    schedule,
+    variant_spec,
+    worker_count,
+)
+from bench.report import ServerResult, footprint_table, format_rate, markdown_table
+from bench.run import env_setting, env_settings
+from bench.system import (
+    CpuShare,
+    CpuSnapshot,
+    cpu_share,
+    is_helper,
+    parse_smaps_rollup,
+)
+from bench.targets import Target, check_targets, ratio
 
 WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:8000/predict
   1 threads and 8 connections
@@ -122,3 +147,207 @@ def test_requirement_names_skip_comments_options_and_versions(tmp_path):
         "uvicorn",
     ]
     assert canonical("Prometheus_Client") == "prometheus-client"
+
+
+def test_schedule_puts_runs_compared_in_a_ratio_next_to_each_other():
+    runs = schedule([production_runs(), noop_runs(), predict_runs()])
+    assert len(runs) == len(set(runs)) == len(production_runs()) + len(noop_runs())
+    for connections in (8, 32):
+        predict = runs.index(LoadRun("/predict", "predict", connections))
+        noop = runs.index(LoadRun(NOOP_PATH, "predict", connections))
+        assert abs(predict - noop) == 1
+    # Single rows first, then the batches from small to large.
+    assert [run.rows for run in runs] == sorted(run.rows for run in runs)
+    assert runs[0] == LoadRun("/predict", "predict", 1)
+
+
+def test_the_noop_route_gets_the_predict_body_at_the_compared_connections():
+    assert {(run.body, run.connections) for run in noop_runs()} == {
+        ("predict", 8),
+        ("predict", 32),
+    }
+
+
+def flask_spec_table(overrides: dict[str, str]) -> dict:
+    """Build the service's server specs with `overrides`; return {name: spec}."""
+    specs = flask_specs("/venv/bin/python", Path("/m/model.onnx"), b"{}", overrides)
+    return {spec.name: spec for spec in specs}
+
+
+def test_the_three_servers_of_the_app_share_one_environment():
+    specs = flask_spec_table({"SERVE_THREADS": "8"})
+    assert list(specs) == [PRODUCTION, GUNICORN, NOOP]
+    for spec in specs.values():
+        assert spec.env == {
+            "SERVE_MODEL_PATH": "/m/model.onnx",
+            "SERVE_THREADS": "8",
+        }
+    assert specs[PRODUCTION].command == ["/venv/bin/python", "-m", "serving"]
+    assert specs[NOOP].command == ["/venv/bin/python", "-m", "bench.launch", "noop"]
+
+
+def test_gunicorn_runs_the_app_factory_on_sync_workers_with_a_fresh_metrics_dir():
+    gunicorn = flask_spec_table({"SERVE_WORKERS": "3"})[GUNICORN]
+    command = [part.format(port=8123) for part in gunicorn.command]
+    assert command[:4] == ["/venv/bin/python", "-m", "bench.launch", "gunicorn"]
+    assert command[command.index("--worker-class") + 1] == "sync"
+    assert command[command.index("--workers") + 1] == "3"
+    assert command[command.index("--bind") + 1] == "127.0.0.1:8123"
+    assert command[-1] == "serving.app:create_app()"
+    assert gunicorn.fresh_dir_variable == "PROMETHEUS_MULTIPROC_DIR"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"SERVE_WORKERS": "3"}, 3),
+        ({"SERVE_WORKERS": "0"}, len(os.sched_getaffinity(0))),
+        ({}, len(os.sched_getaffinity(0))),
+    ],
+)
+def test_worker_count_follows_serve_workers_like_the_service(overrides, expected):
+    assert worker_count(overrides) == expected
+
+
+def test_a_variant_is_production_with_more_settings_and_says_which():
+    spec = variant_spec(
+        "/venv/bin/python",
+        Path("/m/model.onnx"),
+        b"{}",
+        {"SERVE_THREADS": "32"},
+        [("SERVE_THREADS", "8"), ("SERVE_WORKERS", "2")],
+    )
+    assert spec.name == f"{PRODUCTION} (SERVE_THREADS=8, SERVE_WORKERS=2)"
+    assert spec.command == ["/venv/bin/python", "-m", "serving"]
+    assert spec.env["SERVE_THREADS"] == "8"
+    assert spec.env["SERVE_WORKERS"] == "2"
+
+
+def test_settings_on_the_command_line_are_name_value_pairs():
+    assert env_setting("SERVE_THREADS=8") == ("SERVE_THREADS", "8")
+    assert env_setting("A=b=c") == ("A", "b=c")
+    assert env_settings("SERVE_THREADS=8,SERVE_WORKERS=1") == (
+        ("SERVE_THREADS", "8"),
+        ("SERVE_WORKERS", "1"),
+    )
+    for bad in ("SERVE_THREADS", "=8"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            env_setting(bad)
+
+
+@pytest.mark.parametrize(
+    ("command", "helper"),
+    [
+        ("python -B -c from multiprocessing.resource_tracker import main;main(14)", 1),
+        (
+            "python -B -c from multiprocessing.spawn import spawn_main; "
+            "spawn_main(tracker_fd=15, pipe_handle=17) --multiprocessing-fork",
+            0,
+        ),
+        ("python -m gunicorn --worker-class sync serving.app:create_app()", 0),
+    ],
+)
+def test_multiprocessing_helpers_are_not_workers(command, helper):
+    assert is_helper(command) is bool(helper)
+
+
+# One run's measurements: server, path, connections, rows, req/s, p99 ms.
+RUNS = [
+    (PRODUCTION, "/predict", 8, 1, 4000, 3.0),
+    (PRODUCTION, "/predict", 32, 1, 4200, 12.0),
+    (PRODUCTION, "/predict/batch", 1, 1024, 120, 10.0),
+    (GUNICORN, "/predict", 8, 1, 2500, 5.0),
+    (GUNICORN, "/predict", 32, 1, 2600, 15.0),
+    (NOOP, NOOP_PATH, 8, 1, 5000, 2.0),
+    (NOOP, NOOP_PATH, 32, 1, 6000, 9.0),
+    (TUNED, "/predict", 8, 1, 3000, 4.0),
+    (TUNED, "/predict", 32, 1, 3000, 60.0),
+    (TYPICAL, "/predict", 8, 1, 800, 20.0),
+]
+# Cold start in seconds and PSS per worker in MiB.
+FOOTPRINTS = {
+    PRODUCTION: (0.9, 60),
+    GUNICORN: (0.6, 50),
+    NOOP: (0.9, 60),
+    TUNED: (2.0, 190),
+    TYPICAL: (1.8, 200),
+}
+FLOORS = {"service_decode_rows_per_s": 200_000.0}
+SIZES = {"serve": {"package_bytes": 100}, "train": {"package_bytes": 1000}}
+
+
+def measured(servers: set[str]) -> dict[str, ServerResult]:
+    """Build the results of `servers` from RUNS and FOOTPRINTS (10-second runs)."""
+    results = {}
+    for name in servers:
+        cold_start_s, pss_mib = FOOTPRINTS[name]
+        pss_kib = [pss_mib * 1024] * 2
+        results[name] = ServerResult(name, [cold_start_s], worker_pss_kib=pss_kib)
+    for name, path, connections, rows, rps, p99_ms in RUNS:
+        if name not in servers:
+            continue
+        body = "predict" if rows == 1 else f"batch-{rows}"
+        load = LoadResult(int(rps * 10), 10.0, p99_ms / 2, p99_ms, p99_ms, 0, rows)
+        run = LoadRun(path, body, connections, rows)
+        results[name].loads[run] = (load, CpuShare(100.0, 10.0, 0.0))
+    return results
+
+
+def test_targets_are_ratios_of_production_to_each_other_server():
+    checked = {
+        target.name: (target.ratio, target.met)
+        for target in check_targets(measured(set(FOOTPRINTS)), FLOORS, SIZES, 1024)
+    }
+    assert checked == {
+        f"/predict req/s at c=8 vs {GUNICORN}": (1.6, True),
+        f"/predict req/s at c=8 vs {TUNED}": (pytest.approx(4 / 3), False),
+        f"/predict req/s at c=8 vs {TYPICAL}": (5.0, True),
+        f"/predict p99 at c=32 vs {GUNICORN}": (0.8, True),
+        f"/predict p99 at c=32 vs {TUNED}": (0.2, True),
+        f"cold start vs {GUNICORN}": (pytest.approx(1.5), False),
+        f"cold start vs {TYPICAL}": (0.5, True),
+        f"PSS per worker vs {GUNICORN}": (1.2, True),
+        f"PSS per worker vs {TYPICAL}": (0.3, True),
+        "/predict req/s at c=8 vs no-op route (stack limit)": (0.8, True),
+        "/predict req/s at c=32 vs no-op route (stack limit)": (0.7, False),
+        "/predict/batch rows/s (1024 rows, c=1) vs decode floor": (
+            pytest.approx(120 * 1024 / 200_000),
+            True,
+        ),
+        "serve env size vs train env size (packages)": (0.1, True),
+    }
+
+
+def test_targets_of_servers_not_run_are_not_measured():
+    production = measured({PRODUCTION})[PRODUCTION]
+    production.loads = {}
+    checked = check_targets({PRODUCTION: production}, FLOORS, SIZES, 1024)
+    assert all(target.met is None for target in checked[:-1])
+    assert checked[-1].met is True  # the environment sizes need no server
+
+
+def test_footprint_table_shows_workers_and_the_whole_tree():
+    result = ServerResult(PRODUCTION, [0.5, 0.7, 0.6], worker_pss_kib=[2048, 4096])
+    result.total_pss_kib = 10 * 1024
+    row = footprint_table([result]).splitlines()[-1]
+    assert row == (
+        f"| {PRODUCTION} | 0.60 s | 0.50, 0.70, 0.60 | 2 | 3.0 MiB | 10.0 MiB |"
+    )
+
+
+def test_the_noop_route_answers_like_predict_and_shares_its_errors(
+    onnx_path, monkeypatch
+):
+    from bench.noop_app import NOOP_RESPONSE, create_noop_app
+
+    monkeypatch.setenv("SERVE_MODEL_PATH", str(onnx_path))
+    client = create_noop_app().test_client()
+    body = {"features": [0] * 64}
+    assert client.post(NOOP_PATH, json=body).get_json() == NOOP_RESPONSE
+    predicted = client.post("/predict", json=body).get_json()
+    assert set(predicted) == set(NOOP_RESPONSE)
+    broken = client.post(
+        NOOP_PATH, data=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert broken.status_code == 400
+    assert broken.get_json()["error"]["code"] == "invalid_json"
