@@ -9,8 +9,7 @@ from contextlib import contextmanager
 import pytest
 
 from serving.app import create_app
-from serving.telemetry import JsonFormatter
-from serving.telemetry import current_request_id
+from serving.telemetry import JsonFormatter, current_request_id
 from tests.test_app import exploding
 
 ZERO_ROW = [0.0] * 64
