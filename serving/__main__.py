@@ -6,6 +6,7 @@ line instead of workers failing one after another, then serves (serving/server.p
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from serving.config import ConfigError, ServeConfig
@@ -19,10 +20,13 @@ def preflight(config: ServeConfig) -> None:
         info = Predictor.load(config.model_path).info
     except ModelLoadError as error:
         sys.exit(f"error: {error}")
-    print(
+    from serving.telemetry import configure_logging
+
+    configure_logging(config.log_level)  # the start line is JSON like the rest
+    logging.getLogger("serving.main").info(
         f"serving {info.path} (sha256 {info.sha256[:12]}) on http://{config.bind} "
         f"with {config.worker_count} worker(s)",
-        flush=True,
+        extra={"model_sha256": info.sha256, "workers": config.worker_count},
     )
 
 

@@ -292,3 +292,13 @@ def test_temporary_metrics_directory_is_removed_at_exit(onnx_path, tmp_path):
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
     assert not os.path.exists(metrics_dir)
+
+
+def test_every_log_line_is_json_the_start_line_included(running_server):
+    _, port, log_path = running_server
+    assert timed_predict(port)[0] == 200
+    lines = log_path.read_text().splitlines()
+    entries = [json.loads(line) for line in lines]  # fails on any plain line
+    assert entries[0]["logger"] == "serving.main"
+    assert "Starting granian" in {entry["message"].split(" (")[0] for entry in entries}
+    assert any(entry.get("route") == "/predict" for entry in entries)
