@@ -67,7 +67,8 @@ BENCH_SERVE_ENV := .venv-bench-serve
 bench: $(BENCH_ENV)/.installed $(BENCH_SERVE_ENV)/.installed
 	@command -v wrk >/dev/null || { echo "wrk is not installed:" \
 		"run 'make bench-install-wrk' as root (Debian/Ubuntu)" >&2; exit 1; }
-	$(BENCH_ENV)/bin/python -m bench.run --serve-python $(BENCH_SERVE_ENV)/bin/python \
+	@# Quiet: stdout is the markdown report alone (it names its own command).
+	@$(BENCH_ENV)/bin/python -m bench.run --serve-python $(BENCH_SERVE_ENV)/bin/python \
 		$(BENCH_ARGS)
 
 bench-install-wrk:

@@ -55,9 +55,10 @@ def measure_run(
     if http_status(server.port, "POST", run.path, body_path.read_bytes()) != 200:
         return None
     pids = process_tree(server.process.pid)
-    before = CpuSnapshot.take(pids)
+    workers = worker_pids(server.process.pid)
+    before = CpuSnapshot.take(pids, workers)
     load = run_wrk(server.url(run.path), body_path, run.connections, duration, run.rows)
-    share = cpu_share(before, CpuSnapshot.take(pids))
+    share = cpu_share(before, CpuSnapshot.take(pids, workers))
     log(
         f"{server.spec.name}: {run.label} c={run.connections}: "
         f"{load.requests_per_s:.0f} req/s, p99 {load.p99_ms:.2f} ms, "

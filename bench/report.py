@@ -116,7 +116,9 @@ def noise_note(results: Sequence[ServerResult], floors: dict) -> str:
         "of one core, as top shows it (2 cores = 200%), over each run; 'other' is "
         "everything else on the machine (other processes, kernel interrupts): "
         f"noise. Other CPU during load runs: up to {max(others, default=0):.0f}%; "
-        f"during the floors: {floors['other_cpu_percent']:.0f}%. {verdict}"
+        f"during the floors: {floors['other_cpu_percent']:.0f}%. {verdict} "
+        "CPU by worker, busiest first, shows how the connections spread: a "
+        "keep-alive connection stays with the worker that accepted it."
     )
 
 
@@ -136,11 +138,10 @@ def load_table(results: Sequence[ServerResult]) -> str:
                     format_ms(load.p99_ms),
                     str(load.errors),
                     f"{cpu.server:.0f} / {cpu.load_generator:.0f} / {cpu.other:.0f}",
+                    " + ".join(f"{worker:.0f}" for worker in cpu.workers),
                 ]
             )
-        rows += [
-            [result.name, note, "", "", "", "", "", "", ""] for note in result.skipped
-        ]
+        rows += [[result.name, note, *[""] * 8] for note in result.skipped]
     header = [
         "server",
         "endpoint",
@@ -151,6 +152,7 @@ def load_table(results: Sequence[ServerResult]) -> str:
         "p99 ms",
         "errors",
         "CPU % server / wrk / other",
+        "CPU % by worker",
     ]
     return markdown_table(header, rows)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,9 +156,12 @@ class CpuSnapshot:
     server: float
     load_generator: float
     harness: float
+    workers: tuple[float, ...] = ()  # each worker's own, in the order given
 
     @classmethod
-    def take(cls, server_pids: list[int]) -> CpuSnapshot:
+    def take(
+        cls, server_pids: list[int], worker_pids: Sequence[int] = ()
+    ) -> CpuSnapshot:
         """Read the counters now for a server made of `server_pids`."""
         busy, total = machine_cpu_seconds()
         return cls(
@@ -166,6 +170,7 @@ class CpuSnapshot:
             process_cpu_seconds(server_pids),
             children_cpu_seconds(),
             self_cpu_seconds(),
+            tuple(process_cpu_seconds([pid]) for pid in worker_pids),
         )
 
 
@@ -179,6 +184,8 @@ class CpuShare:
     server: float
     load_generator: float
     other: float  # everything else on the machine: other users' work is noise
+    # Each worker's share, busiest first: how evenly the connections spread.
+    workers: tuple[float, ...] = ()
 
 
 def cpu_share(
@@ -194,4 +201,13 @@ def cpu_share(
     generator = after.load_generator - before.load_generator
     harness = after.harness - before.harness
     other = max(0.0, busy - server - generator - harness)
-    return CpuShare(100 * server / wall, 100 * generator / wall, 100 * other / wall)
+    workers = sorted(
+        (
+            100 * (end - start) / wall
+            for start, end in zip(before.workers, after.workers, strict=True)
+        ),
+        reverse=True,
+    )
+    return CpuShare(
+        100 * server / wall, 100 * generator / wall, 100 * other / wall, tuple(workers)
+    )

@@ -98,6 +98,13 @@ def test_cpu_share_is_in_percent_of_one_core_and_the_rest_is_other():
     )
 
 
+def test_cpu_share_splits_the_server_by_worker_busiest_first():
+    before = CpuSnapshot(100.0, 200.0, 10.0, 1.0, 0.5, workers=(4.0, 5.0))
+    # 10 s of wall time: the first worker used 2 s, the second 8 s.
+    after = CpuSnapshot(115.0, 220.0, 20.0, 3.0, 1.0, workers=(6.0, 13.0))
+    assert cpu_share(before, after, cores=2).workers == (80.0, 20.0)
+
+
 def test_target_verdicts_follow_the_direction_of_the_bound():
     assert Target("faster", 2.5, 2.0, at_least=True).met is True
     assert Target("faster", 1.5, 2.0, at_least=True).met is False
