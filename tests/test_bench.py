@@ -116,6 +116,9 @@ def test_target_verdicts_follow_the_direction_of_the_bound():
         "≤ 0.33",
         "**not met**",
     ]
+    # A ratio that rounds to its bound gets one more digit.
+    assert Target("close", 0.7478, 0.75, at_least=True).row()[1] == "0.748"
+    assert Target("close", 0.7512, 0.75, at_least=True).row()[1] == "0.751"
 
 
 @pytest.mark.parametrize(
