@@ -6,27 +6,22 @@ line instead of workers failing one after another, then serves (serving/server.p
 
 from __future__ import annotations
 
-import logging
 import sys
 
 from serving.config import ConfigError, ServeConfig
 
 
-def preflight(config: ServeConfig) -> None:
-    """Load the model once in this process; exit with a one-line error if unusable."""
+def check_model(config: ServeConfig) -> str:
+    """Load the model once; return the start line, or exit with a one-line error."""
     from serving.model import ModelLoadError, Predictor
 
     try:
         info = Predictor.load(config.model_path).info
     except ModelLoadError as error:
         sys.exit(f"error: {error}")
-    from serving.telemetry import configure_logging
-
-    configure_logging(config.log_level)  # the start line is JSON like the rest
-    logging.getLogger("serving.main").info(
+    return (
         f"serving {info.path} (sha256 {info.sha256[:12]}) on http://{config.bind} "
-        f"with {config.worker_count} worker(s)",
-        extra={"model_sha256": info.sha256, "workers": config.worker_count},
+        f"with {config.worker_count} worker(s)"
     )
 
 
@@ -36,10 +31,10 @@ def main() -> None:
         config = ServeConfig.from_env()
     except ConfigError as error:
         sys.exit(f"error: {error}")
-    preflight(config)
+    start_line = check_model(config)
     from serving.server import serve
 
-    serve(config)
+    serve(config, start_line)
 
 
 if __name__ == "__main__":

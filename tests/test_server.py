@@ -76,7 +76,7 @@ def children_of(pid: int) -> set[int]:
     for child in children:
         try:
             with open(f"/proc/{child}/cmdline", "rb") as file:
-                if b"spawn_main" in file.read() and is_running(child):
+                if b"resource_tracker" not in file.read() and is_running(child):
                     workers.add(child)
         except (FileNotFoundError, ProcessLookupError):
             pass  # exited meanwhile
@@ -265,17 +265,18 @@ def test_killed_worker_is_replaced_and_its_gauges_dropped(running_server):
 
 
 def metrics_dir_of(pid: int) -> str:
-    """The metrics directory the server gave its workers (from its environment)."""
+    """The metrics directory of server `pid`: where its workers map sample files."""
     for child in children_of(pid):
         try:
-            with open(f"/proc/{child}/environ", "rb") as file:
-                environ = file.read().split(b"\0")
+            with open(f"/proc/{child}/maps") as file:
+                mapped = [
+                    line.split()[-1] for line in file if line.rstrip().endswith(".db")
+                ]
         except (FileNotFoundError, ProcessLookupError):
             continue  # exited meanwhile
-        for item in environ:
-            if item.startswith(b"PROMETHEUS_MULTIPROC_DIR="):
-                return item.split(b"=", 1)[1].decode()
-    raise AssertionError("no worker has PROMETHEUS_MULTIPROC_DIR")
+        if mapped:
+            return os.path.dirname(mapped[0])
+    raise AssertionError("no worker has mapped a metrics file")
 
 
 def test_temporary_metrics_directory_is_removed_at_exit(onnx_path, tmp_path):
