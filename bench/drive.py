@@ -6,13 +6,15 @@ import re
 import sys
 from pathlib import Path
 
-from bench.load import LoadResult, run_wrk
+from bench.load import LoadError, LoadResult, run_wrk
 from bench.plan import LoadRun, schedule
 from bench.report import ServerResult
 from bench.servers import (
     RunningServer,
+    ServerError,
     ServerSpec,
     http_status,
+    log_tail,
     start_server,
     stop_server,
 )
@@ -48,6 +50,21 @@ def start_with_cold_starts(
     return server, cold_starts
 
 
+def load_or_explain(
+    server: RunningServer, body_path: Path, path: str, connections: int, **run: float
+) -> LoadResult:
+    """Run wrk on `server`; if it fails because the server died, say so with its log."""
+    try:
+        return run_wrk(server.url(path), body_path, connections, **run)
+    except LoadError:
+        if server.process.poll() is None:
+            raise
+        raise ServerError(
+            f"{server.spec.name} exited with {server.process.returncode} during "
+            f"the load:\n{log_tail(server.log_path)}"
+        ) from None
+
+
 def measure_run(
     server: RunningServer, run: LoadRun, body_path: Path, duration: float
 ) -> tuple[LoadResult, CpuShare] | None:
@@ -57,7 +74,14 @@ def measure_run(
     pids = process_tree(server.process.pid)
     workers = worker_pids(server.process.pid)
     before = CpuSnapshot.take(pids, workers)
-    load = run_wrk(server.url(run.path), body_path, run.connections, duration, run.rows)
+    load = load_or_explain(
+        server,
+        body_path,
+        run.path,
+        run.connections,
+        seconds=duration,
+        rows_per_request=run.rows,
+    )
     share = cpu_share(before, CpuSnapshot.take(pids, workers))
     log(
         f"{server.spec.name}: {run.label} c={run.connections}: "
@@ -87,7 +111,7 @@ def benchmark(
             server, cold_starts = start_with_cold_starts(spec, max(1, starts), workdir)
             running.append((server, ServerResult(spec.name, cold_starts), runs))
         for server, _, _ in running:
-            run_wrk(server.url("/predict"), bodies["predict"], 8, WARMUP_S)
+            load_or_explain(server, bodies["predict"], "/predict", 8, seconds=WARMUP_S)
         for run in schedule(runs for _, runs in plan):
             for server, result, runs in running:
                 if run not in runs:

@@ -4,9 +4,11 @@ Usage:
     python -m bench.launch noop                 # POST /noop added, production server
     python -m bench.launch gunicorn ARGUMENTS   # gunicorn, as before granian
 
-Both read HOST, PORT and SERVE_* and load the model once as a preflight check,
-as the service's entry point does (serving/__main__.py), so their cold starts
-pay for what production's pays for.
+Both read HOST, PORT and SERVE_* and load the model once in the launcher
+before serving, as the service's entry point does (serving/__main__.py), so
+their cold starts pay for what production's pays for. Only public pieces of
+serving/ are used (ServeConfig, Predictor, serve), so the entry point's own
+helpers can change freely.
 
 - noop: bench/noop_app.py under exactly the production server and settings
   (serving/server.py); only the app factory differs.
@@ -21,19 +23,20 @@ from __future__ import annotations
 import os
 import sys
 
-from serving.__main__ import preflight
 from serving.config import ConfigError, ServeConfig
+from serving.model import ModelLoadError, Predictor
 
 NOOP_FACTORY = "bench.noop_app:create_noop_app"
 
 
 def checked_config() -> ServeConfig:
-    """Read the settings and check the model; exit with one line if unusable."""
+    """Read the settings and load the model once; exit with one line if unusable."""
     try:
         config = ServeConfig.from_env()
-    except ConfigError as error:
+        Predictor.load(config.model_path)
+    except (ConfigError, ModelLoadError) as error:
         sys.exit(f"error: {error}")
-    preflight(config)
+    print(f"bench launcher: serving {config.model_path} on {config.bind}", flush=True)
     return config
 
 

@@ -7,17 +7,20 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.system import process_tree
+from bench.system import listener_pids, process_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"  # never anything but loopback
 START_TIMEOUT_S = 60  # torch imports take seconds on a busy 2-core machine
+# Starts to try when another process turned out to listen on the same port.
+PORT_ATTEMPTS = 3
 STOP_TIMEOUT_S = 15
 POLL_INTERVAL_S = 0.01  # cold start resolution
 PROBE_TIMEOUT_S = 2
@@ -110,12 +113,30 @@ def log_tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+class PortShared(ServerError):
+    """Another process listens on the server's port too (SO_REUSEPORT)."""
+
+
 def start_server(spec: ServerSpec, log_path: Path) -> RunningServer:
     """Start `spec` on a free port; return once its probe passes.
 
     The cold start is the time from Popen to the first passing probe, so it
-    includes the interpreter start, imports, model load and any warm-up.
+    includes the interpreter start, imports, model load and any warm-up. If
+    another process (another server binding with SO_REUSEPORT, between our
+    choice of port and our bind) listens on the port too, its answers may
+    have passed the probe and it would take part of the load: start again on
+    another port.
     """
+    for _ in range(PORT_ATTEMPTS - 1):
+        try:
+            return start_once(spec, log_path)
+        except PortShared as error:
+            print(f"[bench] {error}: starting again", file=sys.stderr, flush=True)
+    return start_once(spec, log_path)
+
+
+def start_once(spec: ServerSpec, log_path: Path) -> RunningServer:
+    """Start `spec` once on a free port; return once its probe passes."""
     port = free_port()
     command = [part.format(port=port) for part in spec.command]
     inherited = {
@@ -147,6 +168,9 @@ def start_server(spec: ServerSpec, log_path: Path) -> RunningServer:
                 )
             time.sleep(POLL_INTERVAL_S)
         server.cold_start_s = time.perf_counter() - started
+        foreign = listener_pids(port) - set(process_tree(process.pid))
+        if foreign:
+            raise PortShared(f"{spec.name}: port {port} also held by {foreign}")
     except BaseException:
         stop_server(server)
         raise

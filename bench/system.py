@@ -17,6 +17,8 @@ IDLE_FIELDS = (3, 4)
 # Helpers that multiprocessing starts beside spawned workers (granian, uvicorn
 # --workers): children of the main process, but they serve no request.
 HELPER_MARKERS = ("resource_tracker", "semaphore_tracker", "forkserver")
+# The state column of /proc/net/tcp for a listening socket.
+TCP_LISTEN = "0A"
 
 
 def cpu_model() -> str:
@@ -90,6 +92,43 @@ def process_tree(pid: int) -> list[int]:
     for child in children(pid):
         tree.extend(process_tree(child))
     return tree
+
+
+def listening_inodes(proc_net_tcp: str, port: int) -> set[int]:
+    """Return the socket inodes listening on `port` in a /proc/net/tcp table."""
+    inodes = set()
+    for line in proc_net_tcp.splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        if local_port == port and fields[3] == TCP_LISTEN:
+            inodes.add(int(fields[9]))
+    return inodes
+
+
+def listener_pids(port: int) -> set[int]:
+    """Return the pids holding a socket that listens on TCP `port`.
+
+    granian binds with SO_REUSEPORT, so a second server can listen on a port
+    that is already in use, and the kernel then splits connections between them.
+    """
+    inodes = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            inodes |= listening_inodes((PROC / "net" / table).read_text(), port)
+        except OSError:  # no IPv6 on this kernel
+            continue
+    links = {f"socket:[{inode}]" for inode in inodes}
+    pids = set()
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+            if any(os.readlink(fd) in links for fd in fds):
+                pids.add(int(entry.name))
+        except OSError:  # exited, or not ours to read
+            continue
+    return pids
 
 
 def parse_smaps_rollup(text: str) -> dict[str, int]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,8 @@ from bench.system import (
     CpuSnapshot,
     cpu_share,
     is_helper,
+    listener_pids,
+    listening_inodes,
     parse_smaps_rollup,
 )
 from bench.targets import Target, check_targets, ratio
@@ -87,6 +90,37 @@ def test_smaps_rollup_fields_are_read_in_kib():
         "Pss_Anon:            112 kB\n"
     )
     assert parse_smaps_rollup(text) == {"Rss": 1728, "Pss": 345, "Pss_Anon": 112}
+
+
+def proc_net_tcp_line(local: str, remote: str, state: str, inode: int) -> str:
+    """A /proc/net/tcp row: addresses in hex, the state code, the socket inode."""
+    queues_and_timers = "00000000:00000000 00:00000000 00000000"
+    return f"   0: {local} {remote} {state} {queues_and_timers} 0 0 {inode} 1"
+
+
+PROC_NET_TCP = "\n".join(
+    [
+        "  sl  local_address rem_address   st tx_queue rx_queue ... inode",
+        proc_net_tcp_line("0100007F:1F40", "00000000:0000", "0A", 111),
+        proc_net_tcp_line("0100007F:1F40", "00000000:0000", "0A", 222),
+        proc_net_tcp_line("0100007F:1F40", "0100007F:D431", "01", 333),
+        proc_net_tcp_line("0100007F:1F41", "00000000:0000", "0A", 444),
+    ]
+)
+
+
+def test_listening_sockets_are_found_by_port_and_state():
+    # Port 8000 is 1F40: two listeners (SO_REUSEPORT), one established connection.
+    assert listening_inodes(PROC_NET_TCP, 8000) == {111, 222}
+    assert listening_inodes(PROC_NET_TCP, 8001) == {444}
+    assert listening_inodes(PROC_NET_TCP, 9000) == set()
+
+
+def test_the_process_listening_on_a_port_is_found():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert listener_pids(listener.getsockname()[1]) == {os.getpid()}
 
 
 def test_cpu_share_is_in_percent_of_one_core_and_the_rest_is_other():
