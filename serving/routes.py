@@ -15,7 +15,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from serving.http import NotReady
 from serving.model import Predictor
 from serving.telemetry import record_predictions, render_metrics
-from serving.validation import PredictBatchRequestSchema, PredictRequestSchema
+from serving.validation import (
+    PredictBatchRequestSchema,
+    PredictRequestSchema,
+    load_features,
+)
 
 STATE_KEY = "digits"
 
@@ -57,8 +61,8 @@ def classify(
 @api.post("/predict")
 def predict() -> Response:
     service = state()
-    body = service.predict_schema.load(request.get_json())
-    (result,) = classify(service, body["features"].reshape(1, -1))
+    features = load_features(service.predict_schema, request.get_json())
+    (result,) = classify(service, features.reshape(1, -1))
     return jsonify(result)
 
 

@@ -193,3 +193,20 @@ class PredictBatchRequestSchema(Schema):
     def __init__(self, max_rows: int = DEFAULT_MAX_BATCH_ROWS, **kwargs) -> None:
         super().__init__(**kwargs)
         self.fields["instances"].max_rows = max_rows
+
+
+def load_features(schema: PredictRequestSchema, body: object) -> np.ndarray:
+    """Return the (64,) pixels of a POST /predict body, or raise the schema's error.
+
+    A valid body ({"features": [64 numbers in range]} and nothing else) takes
+    the same checks PixelVector runs, without marshmallow's per-load machinery
+    (about 20 µs of a /predict's work); anything else goes through the schema,
+    which raises the documented 422 details.
+    """
+    if type(body) is dict and len(body) == 1:
+        row = body.get("features")
+        if row_shape_error(row) is None:
+            pixels, errors = to_pixel_array(row)
+            if not errors:
+                return pixels
+    return schema.load(body)["features"]
