@@ -56,7 +56,7 @@ def create_app(
     )
 
     app = Flask(__name__, static_folder=None)  # no static files to serve
-    install_http_layer(app, config.max_content_length)
+    install_http_layer(app, config.max_content_length, config.app_concurrency)
     app.extensions[STATE_KEY] = ServiceState(
         predictor=predictor,
         max_batch_rows=config.max_batch_rows,

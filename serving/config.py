@@ -94,6 +94,13 @@ class ServeConfig:
         "Threads per worker running the app; each request in progress, a "
         "stalled upload included, holds one.",
     )
+    app_concurrency: int = setting(
+        "SERVE_APP_CONCURRENCY",
+        1,
+        between(1, 1024),
+        "Requests per worker running app code at once, once their body is in; "
+        "the rest wait their turn.",
+    )
     connections: int = setting(
         "SERVE_CONNECTIONS",
         1000,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
+import time
 from typing import Any
 
 import orjson
@@ -19,7 +21,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import get_content_length
 
-from serving.telemetry import current_request_id
+from serving.telemetry import STARTED_KEY, current_request_id
 
 logger = logging.getLogger("serving.http")
 
@@ -104,23 +106,42 @@ class StrictJsonRequest(Request):
         raise InvalidJSON(f"request body is not valid JSON: {e}")
 
 
-def size_unsized_bodies(wsgi_app, limit: int):
-    """Give a body sent without Content-Length (chunked) a length, within `limit`.
+def buffer_body(environ: dict, limit: int) -> None:
+    """Read the whole body (within `limit`) before the app runs.
 
-    The HTTP server decodes chunked framing itself and hands over a stream that
-    ends with the body. Werkzeug reads such a stream only up to the limit and
-    silently drops the rest, so read one byte past the limit here and declare
-    the length read: a body over the limit then gets the usual 413.
+    A slow upload then waits here, holding a server thread but no app slot.
+    A declared length over the limit is left unread for the 413. The HTTP
+    server decodes chunked framing itself and hands over a stream that ends
+    with the body; Werkzeug would read such a stream only up to the limit and
+    silently drop the rest, so read one byte past it and declare the length
+    read: a body over the limit then gets the usual 413.
     """
+    length = get_content_length(environ)  # None: no length, or chunked framing
+    if length is not None and length > limit:
+        return
+    body = environ["wsgi.input"].read(limit + 1 if length is None else length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    if length is None:
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)
+        environ[UNSIZED_KEY] = True
+
+
+def admit_with_whole_bodies(wsgi_app, limit: int, concurrency: int):
+    """Read each body, then let at most `concurrency` requests run the app at once.
+
+    The app's work is CPU-bound and holds the GIL: a few requests at a time,
+    taken roughly in arrival order, answer with a short, even tail, where many
+    threads sharing the GIL make every request wait for all the others. The
+    server's threads stay free to wait for slow uploads.
+    """
+    slots = threading.BoundedSemaphore(concurrency)
 
     def app(environ: dict, start_response):
-        if get_content_length(environ) is None:  # none, or chunked framing
-            body = environ["wsgi.input"].read(limit + 1)
-            environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
-            environ.pop("HTTP_TRANSFER_ENCODING", None)
-            environ[UNSIZED_KEY] = True
-        return wsgi_app(environ, start_response)
+        buffer_body(environ, limit)
+        environ[STARTED_KEY] = time.perf_counter()  # latency includes the wait
+        with slots:
+            return wsgi_app(environ, start_response)
 
     return app
 
@@ -195,14 +216,16 @@ def handle_unexpected_error(error: Exception) -> Response:
     return error_response(500, "internal_error", "internal server error")
 
 
-def install_http_layer(app: Flask, max_content_length: int) -> None:
+def install_http_layer(app: Flask, max_content_length: int, concurrency: int) -> None:
     """Strict JSON, the body size limit and the error shape, for every route."""
     app.request_class = StrictJsonRequest
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = max_content_length
     # Without this, Flask answers OPTIONS itself with an empty HTML 200.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
-    app.wsgi_app = size_unsized_bodies(app.wsgi_app, max_content_length)
+    app.wsgi_app = admit_with_whole_bodies(
+        app.wsgi_app, max_content_length, concurrency
+    )
     app.register_error_handler(ServingError, handle_serving_error)
     app.register_error_handler(ValidationError, handle_validation_error)
     app.register_error_handler(HTTPException, handle_http_error)

@@ -277,3 +277,35 @@ def test_chunked_body_without_length_is_read_within_the_limit(client):
         headers={"Transfer-Encoding": "chunked"},
     )
     assert_error(response, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_at_most_app_concurrency_requests_run_app_code_at_once(
+    serve_config, predictor, concurrency
+):
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = dataclasses.replace(serve_config, app_concurrency=concurrency)
+    app = create_app(config, predictor=predictor)
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    @app.get("/slow")
+    def slow():
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return {"done": True}
+
+    def call(_):
+        return app.test_client().get("/slow").status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = list(pool.map(call, range(6)))
+    assert statuses == [200] * 6
+    assert most[0] == concurrency
