@@ -106,11 +106,21 @@ class StrictJsonRequest(Request):
         raise InvalidJSON(f"request body is not valid JSON: {e}")
 
 
+def discard(stream, length: int) -> None:
+    """Read and drop up to `length` bytes of `stream`."""
+    while length > 0:
+        chunk = stream.read(min(DRAIN_CHUNK_BYTES, length))
+        if not chunk:
+            return
+        length -= len(chunk)
+
+
 def buffer_body(environ: dict, limit: int) -> None:
     """Read the whole body (within `limit`) before the app runs.
 
     A slow upload then waits here, holding a server thread but no app slot.
-    A declared length over the limit is left unread for the 413. The HTTP
+    A declared length over the limit is read and dropped when modest, so a
+    client still sending it reads the 413 instead of a broken pipe. The HTTP
     server decodes chunked framing itself and hands over a stream that ends
     with the body; Werkzeug would read such a stream only up to the limit and
     silently drop the rest, so read one byte past it and declare the length
@@ -118,6 +128,9 @@ def buffer_body(environ: dict, limit: int) -> None:
     """
     length = get_content_length(environ)  # None: no length, or chunked framing
     if length is not None and length > limit:
+        if length <= DRAIN_LIMIT_BYTES:  # larger: not worth the thread's time
+            discard(environ["wsgi.input"], length)
+        environ["wsgi.input"] = io.BytesIO()
         return
     body = environ["wsgi.input"].read(limit + 1 if length is None else length)
     environ["wsgi.input"] = io.BytesIO(body)
@@ -164,23 +177,6 @@ def handle_validation_error(error: ValidationError) -> Response:
     )
 
 
-def drain_body() -> None:
-    """Read and drop a declared body of modest size before answering 413.
-
-    A client still sending its body would otherwise see the connection closed
-    (a broken pipe) instead of the answer; a larger body is not worth the time.
-    """
-    length = request.content_length
-    if length is None or length > DRAIN_LIMIT_BYTES:
-        return
-    stream = request.environ["wsgi.input"]
-    while length > 0:
-        chunk = stream.read(min(DRAIN_CHUNK_BYTES, length))
-        if not chunk:
-            return
-        length -= len(chunk)
-
-
 def handle_http_error(error: HTTPException) -> Response:
     """Werkzeug's exceptions (404, 405, 413, ...) in the service's error shape."""
     status = error.code or 500
@@ -190,7 +186,6 @@ def handle_http_error(error: HTTPException) -> Response:
     details = None
     message = error.description or error.name
     if status == 413:
-        drain_body()
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         length = request.content_length
         unsized = request.environ.get(UNSIZED_KEY) or length is None
