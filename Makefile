@@ -56,7 +56,7 @@ clean:
 # Benchmark: the production server (granian) against the same app under
 # gunicorn sync (the server before granian), a no-op route under the production
 # server's settings and the seed's FastAPI + torch design, in one run (see
-# bench/run.py; about 3 to 4 minutes once the environments exist). Needs wrk
+# bench/run.py; about 2.5 minutes once the environments exist). Needs wrk
 # from Debian: `make bench-install-wrk` as root. Extra options:
 # make bench BENCH_ARGS="-h".
 BENCH_ENV := .venv-bench
