@@ -8,6 +8,7 @@ the handlers here make that strict and give every route the same codes.
 
 from __future__ import annotations
 
+import collections
 import io
 import logging
 import threading
@@ -140,15 +141,46 @@ def buffer_body(environ: dict, limit: int) -> None:
         environ[UNSIZED_KEY] = True
 
 
+class FifoGate:
+    """Let at most `slots` threads in at once, strictly in arrival order.
+
+    threading.Semaphore lets a newcomer take a slot that was just released
+    while a woken waiter re-queues at the back: under load some requests wait
+    for many others. Here a leaving holder hands its slot to the oldest waiter.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._lock = threading.Lock()
+        self._free = slots
+        self._waiters: collections.deque[threading.Lock] = collections.deque()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._free and not self._waiters:
+                self._free -= 1
+                return
+            turn = threading.Lock()
+            turn.acquire()
+            self._waiters.append(turn)
+        turn.acquire()  # released by the holder that hands over its slot
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().release()
+            else:
+                self._free += 1
+
+
 def admit_with_whole_bodies(wsgi_app, limit: int, concurrency: int):
     """Read each body, then let at most `concurrency` requests run the app at once.
 
     The app's work is CPU-bound and holds the GIL: a few requests at a time,
-    taken roughly in arrival order, answer with a short, even tail, where many
+    taken in arrival order, answer with a short, even tail, where many
     threads sharing the GIL make every request wait for all the others. The
     server's threads stay free to wait for slow uploads.
     """
-    slots = threading.BoundedSemaphore(concurrency)
+    slots = FifoGate(concurrency)
 
     def app(environ: dict, start_response):
         buffer_body(environ, limit)

@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,32 @@ def metrics_directory(configured: str) -> Iterator[str]:
     finally:
         if not configured:
             shutil.rmtree(path, ignore_errors=True)
+
+
+class PortInUse(OSError):
+    """Another process already listens on HOST:PORT."""
+
+
+def ensure_port_is_free(host: str, port: int) -> None:
+    """Refuse to start on a port another process listens on.
+
+    granian listens with SO_REUSEPORT, so a second server on a busy port would
+    start without error and quietly take a share of the first one's traffic
+    (an old instance with an old model, say). A plain bind, which
+    SO_REUSEPORT listeners refuse, finds that out first.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    )[0]
+    with socket.socket(family, kind, proto) as probe:
+        # Connections of an earlier run in TIME_WAIT must not count as busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise PortInUse(
+                f"cannot listen on {host}:{port}: {error.strerror.lower()}"
+            ) from None
 
 
 def build_server(config: ServeConfig, target: str = APP_FACTORY) -> Server:

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import REPO_ROOT
 from tests.serve_env import serve_env_python
 from tests.test_e2e import free_port, start_server, wait_until_listening
 
@@ -303,3 +304,24 @@ def test_every_log_line_is_json_the_start_line_included(running_server):
     assert entries[0]["logger"] == "serving.main"
     assert "Starting granian" in {entry["message"].split(" (")[0] for entry in entries}
     assert any(entry.get("route") == "/predict" for entry in entries)
+
+
+def test_a_second_server_on_a_busy_port_refuses_to_start(running_server, onnx_path):
+    _, port, _ = running_server
+    result = subprocess.run(
+        [str(serve_env_python()), "-m", "serving"],
+        cwd=REPO_ROOT,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "SERVE_MODEL_PATH": str(onnx_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use"
+    ]
