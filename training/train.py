@@ -13,12 +13,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.augment import shift_some
 from training.config import TrainConfig
 from training.data import Splits, load_splits, make_train_loader
 from training.model import DigitsMLP, build_model
 
 CHECKPOINT_FILENAME = "checkpoint.pt"
 HISTORY_FILENAME = "history.json"
+# Added to the seed for the augmentation's random stream (any fixed number works).
+SHIFT_SEED_OFFSET = 1
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class TrainResult:
     model: DigitsMLP
     config: TrainConfig
     history: list[EpochRecord] = field(default_factory=list)
+    # The softmax temperature fitted for this model (1.0 until calibrated).
+    temperature: float = 1.0
 
     @property
     def test_accuracy(self) -> float:
@@ -71,13 +76,22 @@ def train_one_epoch(
     loader: torch.utils.data.DataLoader,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    label_smoothing: float = 0.0,
 ) -> float:
-    """Run one pass over `loader`; return the mean training loss."""
+    """Run one pass over `loader`; return the mean training loss.
+
+    `augment` maps each (batch, 64) pixel batch to the one the model trains on.
+    """
     model.train()
     total_loss, total_rows = 0.0, 0
     for pixels, targets in loader:
+        if augment is not None:
+            pixels = augment(pixels)
         optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(model(pixels), targets)
+        loss = nn.functional.cross_entropy(
+            model(pixels), targets, label_smoothing=label_smoothing
+        )
         loss.backward()
         optimizer.step()
         scheduler.step()  # one-cycle schedules step per batch, not per epoch
@@ -103,17 +117,18 @@ def single_threaded() -> Iterator[None]:
 
 
 @single_threaded()
-def train(
+def fit(
     config: TrainConfig,
-    splits: Splits | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> TrainResult:
-    """Train a fresh MLP with `config`, reporting one line per epoch to `progress`."""
-    splits = splits or load_splits(config.seed, config.test_fraction)
+    features: np.ndarray,
+    labels: np.ndarray,
+    after_epoch: Callable[[int, DigitsMLP], None] | None = None,
+) -> DigitsMLP:
+    """Train a fresh MLP with `config` on (n, 64) raw pixels and (n,) labels.
+
+    `after_epoch(epoch, model)` runs after each epoch (e.g. to measure it).
+    """
     model = build_model(config.seed)
-    loader = make_train_loader(
-        splits.x_train, splits.y_train, config.batch_size, config.seed
-    )
+    loader = make_train_loader(features, labels, config.batch_size, config.seed)
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=config.max_learning_rate,
@@ -125,30 +140,55 @@ def train(
         epochs=config.epochs,
         steps_per_epoch=len(loader),
     )
-    result = TrainResult(model=model, config=config)
+    # Its own stream, so the shifts do not move the loader's batch order.
+    shifts = torch.Generator().manual_seed(config.seed + SHIFT_SEED_OFFSET)
+
+    def augment(pixels: torch.Tensor) -> torch.Tensor:
+        return shift_some(pixels, config.shift_fraction, shifts)
+
     for epoch in range(1, config.epochs + 1):
-        train_one_epoch(model, loader, optimizer, scheduler)
+        train_one_epoch(
+            model, loader, optimizer, scheduler, augment, config.label_smoothing
+        )
+        if after_epoch:
+            after_epoch(epoch, model)
+    model.eval()
+    return model
+
+
+def train(
+    config: TrainConfig,
+    splits: Splits | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a fresh MLP with `config`, reporting one line per epoch to `progress`."""
+    splits = splits or load_splits(config.seed, config.test_fraction)
+    history: list[EpochRecord] = []
+
+    def measure(epoch: int, model: DigitsMLP) -> None:
         # Re-measure the training loss in eval mode so both curves are comparable.
         train_loss, train_accuracy = evaluate(model, splits.x_train, splits.y_train)
         test_loss, test_accuracy = evaluate(model, splits.x_test, splits.y_test)
         record = EpochRecord(
             epoch, train_loss, test_loss, train_accuracy, test_accuracy
         )
-        result.history.append(record)
+        history.append(record)
         if progress:
             progress(record.summary(config.epochs))
-    model.eval()
-    return result
+
+    model = fit(config, splits.x_train, splits.y_train, after_epoch=measure)
+    return TrainResult(model=model, config=config, history=history)
 
 
 def save_checkpoint(result: TrainResult, path: Path) -> None:
-    """Write weights, training digest and history so a later export can reuse them."""
+    """Write weights, digest, history and temperature for a later export to reuse."""
     torch.save(
         {
             "config": result.config.to_dict(),
             "training_digest": result.config.digest(),
             "state_dict": result.model.state_dict(),
             "history": [record.__dict__ for record in result.history],
+            "temperature": result.temperature,
         },
         path,
     )
@@ -162,7 +202,7 @@ def load_checkpoint(config: TrainConfig, path: Path) -> TrainResult | None:
         saved = torch.load(path, weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):
         return None  # unreadable or from another torch version: retrain
-    if saved.get("training_digest") != config.digest():
+    if saved.get("training_digest") != config.digest() or "temperature" not in saved:
         return None
     model = DigitsMLP()
     try:
@@ -171,7 +211,12 @@ def load_checkpoint(config: TrainConfig, path: Path) -> TrainResult | None:
         return None  # weights of another architecture: retrain
     model.eval()
     history = [EpochRecord(**record) for record in saved["history"]]
-    return TrainResult(model=model, config=config, history=history)
+    return TrainResult(
+        model=model,
+        config=config,
+        history=history,
+        temperature=float(saved["temperature"]),
+    )
 
 
 def save_history(history: list[EpochRecord], path: Path) -> None:
