@@ -17,6 +17,7 @@ from training.augment import shift_some
 from training.config import TrainConfig
 from training.data import Splits, load_splits, make_train_loader
 from training.model import DigitsMLP, build_model
+from training.optim import OneCycle, OneCycleAdamW
 
 CHECKPOINT_FILENAME = "checkpoint.pt"
 HISTORY_FILENAME = "history.json"
@@ -74,8 +75,7 @@ def evaluate(
 def train_one_epoch(
     model: nn.Module,
     loader: torch.utils.data.DataLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    optimizer: OneCycleAdamW,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     label_smoothing: float = 0.0,
 ) -> float:
@@ -93,8 +93,7 @@ def train_one_epoch(
             model(pixels), targets, label_smoothing=label_smoothing
         )
         loss.backward()
-        optimizer.step()
-        scheduler.step()  # one-cycle schedules step per batch, not per epoch
+        optimizer.step()  # the one-cycle schedule moves per batch, not per epoch
         total_loss += loss.item() * len(targets)
         total_rows += len(targets)
     return total_loss / total_rows
@@ -129,17 +128,8 @@ def fit(
     """
     model = build_model(config.seed)
     loader = make_train_loader(features, labels, config.batch_size, config.seed)
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=config.max_learning_rate,
-        weight_decay=config.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=config.max_learning_rate,
-        epochs=config.epochs,
-        steps_per_epoch=len(loader),
-    )
+    schedule = OneCycle(config.max_learning_rate, config.epochs * len(loader))
+    optimizer = OneCycleAdamW(model.parameters(), schedule, config.weight_decay)
     # Its own stream, so the shifts do not move the loader's batch order.
     shifts = torch.Generator().manual_seed(config.seed + SHIFT_SEED_OFFSET)
 
@@ -147,9 +137,7 @@ def fit(
         return shift_some(pixels, config.shift_fraction, shifts)
 
     for epoch in range(1, config.epochs + 1):
-        train_one_epoch(
-            model, loader, optimizer, scheduler, augment, config.label_smoothing
-        )
+        train_one_epoch(model, loader, optimizer, augment, config.label_smoothing)
         if after_epoch:
             after_epoch(epoch, model)
     model.eval()
