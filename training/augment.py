@@ -11,6 +11,10 @@ SHIFTS = torch.tensor(
     [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 )
 
+# Where each pixel of an image sits once a one-pixel zero border is added.
+PADDED_ROWS = torch.arange(IMAGE_SHAPE[0]).view(1, -1, 1) + 1
+PADDED_COLS = torch.arange(IMAGE_SHAPE[1]).view(1, 1, -1) + 1
+
 
 def shift_images(pixels: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Move each flattened 8x8 image by its (dy, dx) offset, filling with 0.
@@ -20,8 +24,8 @@ def shift_images(pixels: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """
     height, width = IMAGE_SHAPE
     padded = torch.nn.functional.pad(pixels.view(-1, height, width), (1, 1, 1, 1))
-    rows = torch.arange(height).view(1, height, 1) + 1 - offsets[:, 0].view(-1, 1, 1)
-    cols = torch.arange(width).view(1, 1, width) + 1 - offsets[:, 1].view(-1, 1, 1)
+    rows = PADDED_ROWS - offsets[:, :1, None]  # (n, 8, 1)
+    cols = PADDED_COLS - offsets[:, None, 1:]  # (n, 1, 8)
     batch = torch.arange(len(pixels)).view(-1, 1, 1)
     # (n, 8, 8): output pixel (r, c) reads input pixel (r - dy, c - dx).
     return padded[batch, rows, cols].reshape(len(pixels), height * width)
