@@ -8,6 +8,7 @@ training.plots`, so that matplotlib stays off this path (see README).
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import sys
@@ -144,6 +145,10 @@ def run_export(config: TrainConfig) -> Path:
 def main() -> int:
     """Entry point of `python -m training.export`."""
     started = time.perf_counter()
+    # torch, scipy and scikit-learn leave ~230,000 long-lived objects behind at
+    # import. Frozen, they are skipped by the full collection the interpreter runs
+    # at exit: 0.3 s of this command's 5 s budget (measured, see README).
+    gc.freeze()
     try:
         run_export(config_from_env())
     except (ValueError, RuntimeError) as error:
