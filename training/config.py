@@ -46,8 +46,11 @@ class TrainConfig:
     # Share of each batch moved by one pixel in a random direction: a digit written
     # a little off-centre is still the same digit. Moving every row hurts (README).
     shift_fraction: float = 0.25
-    # k of the k-fold run on the training split that fits the softmax temperature.
-    calibration_folds: int = 5
+    # k of the k-fold run on the training split that fits the softmax temperature:
+    # each fold model trains on 75% of it. 3, 4, 5 and 10 folds gave the same test
+    # NLL and ECE within noise (3 fits a visibly higher T: its models see less
+    # data); 4 costs one training less than 5, which keeps the export under 5 s.
+    calibration_folds: int = 4
     output_dir: str = ARTIFACTS_DIR
 
     def __post_init__(self) -> None:
