@@ -23,7 +23,7 @@ from training.figures import (
     pixel_histogram,
     reliability_diagrams,
 )
-from training.train import EpochRecord
+from training.history import EpochRecord
 
 
 def images_of(figure) -> list[AxesImage]:

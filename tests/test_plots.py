@@ -1,7 +1,7 @@
 from matplotlib.image import imread
 
-from training.plots import PLOT_DPI, load_history, main, plot_history
-from training.train import EpochRecord, save_history
+from training.history import EpochRecord, load_history, save_history
+from training.plots import PLOT_DPI, main, plot_history
 
 
 def test_plot_history_writes_loss_and_accuracy_pngs(tmp_path):

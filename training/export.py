@@ -21,6 +21,7 @@ from contract import MODEL_CARD_FILENAME, MODEL_FILENAME
 from training.calibration import calibrate
 from training.config import TrainConfig, config_from_env
 from training.data import Splits, load_digit_arrays, load_splits
+from training.history import HISTORY_FILENAME, save_history
 from training.metrics import Scores, probabilities_from_logits, score
 from training.model import predict_logits
 from training.onnx_export import (
@@ -32,11 +33,9 @@ from training.onnx_export import (
 )
 from training.train import (
     CHECKPOINT_FILENAME,
-    HISTORY_FILENAME,
     TrainResult,
     load_checkpoint,
     save_checkpoint,
-    save_history,
     train,
 )
 

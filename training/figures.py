@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -17,10 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from contract import CLASSES, IMAGE_SHAPE, NUM_CLASSES, PIXEL_MAX, PIXEL_MIN
+from training.history import EpochRecord
 from training.metrics import ECE_BINS, expected_calibration_error, reliability_bins
-
-if TYPE_CHECKING:  # the history type only; importing train would pull in torch
-    from training.train import EpochRecord
 
 # 72 dpi keeps each notebook PNG in the tens of kilobytes.
 FIGURE_DPI = 72

@@ -6,13 +6,12 @@ matplotlib costs about 0.3 s to import and the export has a 5 s budget.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from training.config import config_from_env
 from training.figures import draw_curves, new_figure
-from training.train import HISTORY_FILENAME, EpochRecord
+from training.history import HISTORY_FILENAME, EpochRecord, load_history
 
 LOSS_PLOT_FILENAME = "loss.png"
 ACCURACY_PLOT_FILENAME = "accuracy.png"
@@ -36,11 +35,6 @@ def plot_history(history: list[EpochRecord], output_dir: Path) -> list[Path]:
     plot_curves(history, "loss", "cross-entropy loss", loss_path)
     plot_curves(history, "accuracy", "accuracy", accuracy_path)
     return [loss_path, accuracy_path]
-
-
-def load_history(path: Path) -> list[EpochRecord]:
-    """Read the per-epoch records that export wrote to `path`."""
-    return [EpochRecord(**record) for record in json.loads(path.read_text())]
 
 
 def main() -> int:

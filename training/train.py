@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,32 +15,13 @@ from torch import nn
 from training.augment import shift_some
 from training.config import TrainConfig
 from training.data import Splits, load_splits, make_train_loader
+from training.history import EpochRecord
 from training.model import DigitsMLP, build_model
 from training.optim import OneCycle, OneCycleAdamW
 
 CHECKPOINT_FILENAME = "checkpoint.pt"
-HISTORY_FILENAME = "history.json"
 # Added to the seed for the augmentation's random stream (any fixed number works).
 SHIFT_SEED_OFFSET = 1
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """Metrics after one epoch."""
-
-    epoch: int
-    train_loss: float
-    test_loss: float
-    train_accuracy: float
-    test_accuracy: float
-
-    def summary(self, epochs: int) -> str:
-        """Format the one-line progress report for this epoch."""
-        return (
-            f"epoch {self.epoch:>2}/{epochs}  loss {self.train_loss:.4f}  "
-            f"test loss {self.test_loss:.4f}  train acc {self.train_accuracy:.4f}  "
-            f"test acc {self.test_accuracy:.4f}"
-        )
 
 
 @dataclass
@@ -205,8 +185,3 @@ def load_checkpoint(config: TrainConfig, path: Path) -> TrainResult | None:
         history=history,
         temperature=float(saved["temperature"]),
     )
-
-
-def save_history(history: list[EpochRecord], path: Path) -> None:
-    """Write the per-epoch metrics as a JSON list."""
-    path.write_text(json.dumps([record.__dict__ for record in history], indent=2))
