@@ -15,7 +15,7 @@ from contract import ARTIFACTS_DIR
 
 ENV_PREFIX = "TRAIN_"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# The code that decides the trained weights (not export, plots or figures).
+# The code that decides the trained weights and temperature (not export or plots).
 WEIGHT_SOURCES = (
     "contract.py",
     "training/config.py",
@@ -23,7 +23,8 @@ WEIGHT_SOURCES = (
     "training/model.py",
     "training/train.py",
     "training/augment.py",
-    "training/calibration.py",
+    "training/optim.py",
+    "training/calibration.py",  # the temperature is saved with the checkpoint
 )
 
 
