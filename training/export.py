@@ -146,7 +146,7 @@ def main() -> int:
     started = time.perf_counter()
     # torch, scipy and scikit-learn leave ~230,000 long-lived objects behind at
     # import. Frozen, they are skipped by the full collection the interpreter runs
-    # at exit: 0.3 s of this command's 5 s budget (measured, see README).
+    # at exit: 0.4 s of this command's 5 s budget (measured, see README).
     gc.freeze()
     try:
         run_export(config_from_env())
