@@ -20,7 +20,7 @@ from training.config import TrainConfig
 from training.model import predict_logits
 from training.train import fit
 
-# The search range of the temperature: far wider than any fit seen here (0.3-1.5).
+# The search range of the temperature: far wider than any fit seen here (0.37-1.7).
 MIN_TEMPERATURE = 0.05
 MAX_TEMPERATURE = 20.0
 
