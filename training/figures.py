@@ -188,7 +188,6 @@ def draw_reliability(
     axes.set_ylim(0, 1.1)  # room for the counts above full bars
     axes.set_xlabel("confidence (top probability)")
     axes.set_ylabel("accuracy")
-    axes.legend(loc="lower right", fontsize=8)
 
 
 def reliability_diagrams(
@@ -199,6 +198,9 @@ def reliability_diagrams(
     left, right = figure.subplots(1, 2)
     draw_reliability(left, before, labels, "before scaling (T = 1)")
     draw_reliability(right, after, labels, f"after scaling (T = {temperature:.3f})")
+    # One legend under both panels: inside, it would cover bars on one side or other.
+    handles, names = left.get_legend_handles_labels()
+    figure.legend(handles, names, loc="outside lower center", ncols=2, fontsize=8)
     return figure
 
 
