@@ -40,10 +40,11 @@ class TrainConfig:
     # 1e-3 plateaus near 97.1% test accuracy; this reaches about 98% (see README).
     max_learning_rate: float = 0.02
     weight_decay: float = 0.01
-    # Soft targets (0.9 on the label, the rest spread) keep the logits from growing
+    # Soft targets (0.82 on the label, the rest spread) keep the logits from growing
     # without bound on 1437 images the net can memorise; a fitted temperature then
-    # undoes the underconfidence they leave in the raw softmax (see README).
-    label_smoothing: float = 0.1
+    # undoes the underconfidence they leave in the raw softmax. 0.2 beat 0.1 on
+    # validation split seeds 10-209, before and after calibration (see README).
+    label_smoothing: float = 0.2
     # Share of each batch moved by one pixel in a random direction: a digit written
     # a little off-centre is still the same digit. Moving every row hurts (README).
     shift_fraction: float = 0.25
