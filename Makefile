@@ -12,8 +12,10 @@ MODEL := artifacts/model.onnx
 run: $(MODEL) $(SERVE_ENV)/.installed
 	$(SERVE_ENV)/bin/python -m serving
 
+# The curves are a separate step, so the export itself never imports matplotlib.
 export: $(TRAIN_ENV)/.installed
 	$(TRAIN_ENV)/bin/python -m training.export
+	$(TRAIN_ENV)/bin/python -m training.plots
 
 evaluate: $(TRAIN_ENV)/.installed
 	$(TRAIN_ENV)/bin/python -m training.evaluate --seeds 0-4

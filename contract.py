@@ -42,8 +42,26 @@ class MetadataKey:
     CLASSES = "classes"
     NORMALIZATION = "normalization"
     TEST_ACCURACY = "test_accuracy"
+    # Calibration: the softmax temperature baked into the graph, and how the
+    # served probabilities score on the test split (NLL, Brier, ECE over 15
+    # bins, share of mistakes served with confidence >= 0.99).
+    TEMPERATURE = "temperature"
+    TEST_NLL = "test_nll"
+    TEST_BRIER = "test_brier"
+    TEST_ECE = "test_ece"
+    TEST_CONFIDENT_ERROR_SHARE = "test_confident_error_share"
     TRAIN_CONFIG = "train_config"
     OPSET = "onnx_opset"
+
+    # The float figures GET /model lists under "metrics".
+    METRICS = (
+        TEST_ACCURACY,
+        TEST_NLL,
+        TEST_BRIER,
+        TEST_ECE,
+        TEST_CONFIDENT_ERROR_SHARE,
+        TEMPERATURE,
+    )
 
     REQUIRED = (
         MODEL_NAME,

@@ -45,10 +45,12 @@ class PredictResponse(BaseModel):
 
 
 def load_classifier(path: str) -> DigitsClassifier:
-    """Load the trained MLP from a checkpoint written by training.train."""
+    """Load the trained MLP and its temperature from a training checkpoint."""
+    saved = torch.load(path, weights_only=True)
     mlp = DigitsMLP()
-    mlp.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
-    return DigitsClassifier(mlp).eval()
+    mlp.load_state_dict(saved["state_dict"])
+    # Serve the same calibrated probabilities as the ONNX graph does.
+    return DigitsClassifier(mlp, saved["temperature"]).eval()
 
 
 model = load_classifier(CHECKPOINT_PATH)

@@ -70,9 +70,7 @@ class ModelInfo:
             "classes": json.loads(meta[MetadataKey.CLASSES]),
             "normalization": meta[MetadataKey.NORMALIZATION],
             "metrics": {
-                key: float(meta[key])
-                for key in (MetadataKey.TEST_ACCURACY,)
-                if key in meta
+                key: float(meta[key]) for key in MetadataKey.METRICS if key in meta
             },
             "train_config": json.loads(meta.get(MetadataKey.TRAIN_CONFIG, "{}")),
             "metadata": meta,

@@ -1,4 +1,5 @@
 import argparse
+import json
 
 import pytest
 
@@ -18,14 +19,29 @@ def test_bad_seed_lists_are_usage_errors(text):
         parse_seeds(text)
 
 
-def test_table_reports_each_seed_and_the_verdict(monkeypatch, capsys):
+def test_report_is_printed_and_written_for_each_seed(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("TRAIN_EPOCHS", "2")
+    monkeypatch.setenv("TRAIN_CALIBRATION_FOLDS", "2")
+    monkeypatch.setenv("TRAIN_OUTPUT_DIR", str(tmp_path))
     status = main(["--seeds", "0,1"])
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["seed", "test", "accuracy"]
-    assert [line.split()[0] for line in lines[1:3]] == ["0", "1"]
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines[:2]] == ["seed 0", "seed 1"]
     assert lines[-1].startswith("target:") and lines[-1].endswith("NOT met")
     assert status == 1  # two epochs cannot reach the bar
+
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert report["seeds"] == [0, 1]
+    # The pooled confusion matrix holds both test splits (360 digits each).
+    assert sum(map(sum, report["confusion_matrix"])) == 720
+    assert [row["seed"] for row in report["per_seed"]] == [0, 1]
+    for row in report["per_seed"]:
+        assert row["temperature"] > 0
+        assert row["served"]["accuracy"] == row["unscaled"]["accuracy"]
+    assert len(report["per_class"]) == 10
+    assert not all(report["targets"].values())
+    # The printed report is the written one.
+    assert (tmp_path / "evaluation.md").read_text() in out
 
 
 def test_bad_training_env_is_a_usage_error(monkeypatch):

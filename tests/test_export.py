@@ -1,12 +1,15 @@
 import dataclasses
 import hashlib
 import json
+import subprocess
+import sys
 
 import numpy as np
 import onnx
 import onnxruntime
 import pytest
 import torch
+from onnx import numpy_helper
 
 from contract import (
     CLASSES,
@@ -17,9 +20,10 @@ from contract import (
     PIXEL_MAX,
     MetadataKey,
 )
+from tests.conftest import REPO_ROOT
 from training.export import run_export
 from training.onnx_export import PARITY_TOLERANCE, check_parity
-from training.train import load_checkpoint
+from training.train import TrainResult, load_checkpoint
 
 
 def run_onnx(path, features: np.ndarray) -> np.ndarray:
@@ -27,10 +31,14 @@ def run_onnx(path, features: np.ndarray) -> np.ndarray:
     return session.run([OUTPUT_NAME], {INPUT_NAME: features})[0]
 
 
-def trained_model(train_config):
+def trained(train_config) -> TrainResult:
     result = load_checkpoint(train_config, train_config.output_path / "checkpoint.pt")
     assert result is not None
-    return result.model
+    return result
+
+
+def metadata_of(onnx_path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(onnx_path).metadata_props}
 
 
 def test_export_writes_one_checked_self_contained_file(onnx_path):
@@ -49,7 +57,7 @@ def test_export_writes_one_checked_self_contained_file(onnx_path):
 
 
 def test_metadata_carries_contract_and_provenance(onnx_path, train_config):
-    metadata = {p.key: p.value for p in onnx.load(onnx_path).metadata_props}
+    metadata = metadata_of(onnx_path)
     assert set(MetadataKey.REQUIRED) <= set(metadata)
     assert int(metadata[MetadataKey.INPUT_SIZE]) == INPUT_SIZE
     assert float(metadata[MetadataKey.PIXEL_MAX]) == PIXEL_MAX
@@ -60,12 +68,52 @@ def test_metadata_carries_contract_and_provenance(onnx_path, train_config):
     assert float(metadata[MetadataKey.TEST_ACCURACY]) >= 0.97
 
 
+def test_metadata_carries_the_temperature_and_calibration_figures(
+    onnx_path, train_config
+):
+    metadata = metadata_of(onnx_path)
+    card = json.loads((onnx_path.parent / "model.json").read_text())
+    temperature = float(metadata[MetadataKey.TEMPERATURE])
+    assert temperature == trained(train_config).temperature == card["temperature"]
+    # Label smoothing leaves the raw softmax underconfident: the fit sharpens it.
+    assert 0.2 < temperature < 0.8
+    served = card["test_scores"]
+    for key, name in [
+        (MetadataKey.TEST_ACCURACY, "accuracy"),
+        (MetadataKey.TEST_NLL, "nll"),
+        (MetadataKey.TEST_BRIER, "brier"),
+        (MetadataKey.TEST_ECE, "ece"),
+        (MetadataKey.TEST_CONFIDENT_ERROR_SHARE, "confident_error_share"),
+    ]:
+        assert float(metadata[key]) == pytest.approx(served[name], abs=1e-6)
+    unscaled = card["test_scores_before_scaling"]
+    assert served["nll"] < unscaled["nll"] and served["ece"] < unscaled["ece"]
+    assert served["accuracy"] == unscaled["accuracy"]
+
+
+def test_graph_divides_the_logits_by_the_temperature_before_softmax(onnx_path):
+    model = onnx.load(onnx_path)
+    operators = [node.op_type for node in model.graph.node]
+    assert operators[-2:] == ["Div", "Softmax"]
+    divide = model.graph.node[-2]
+    constants = {
+        output: numpy_helper.to_array(node.attribute[0].t)
+        for node in model.graph.node
+        if node.op_type == "Constant"
+        for output in node.output
+    }
+    divisor = constants[divide.input[1]]
+    temperature = float(metadata_of(onnx_path)[MetadataKey.TEMPERATURE])
+    assert divisor.dtype == np.float32 and float(divisor) == temperature
+
+
 def test_onnx_matches_torch_on_all_digits(onnx_path, train_config, digits):
     features, labels = digits
     onnx_probabilities = run_onnx(onnx_path, features)
+    result = trained(train_config)
     with torch.no_grad():
-        logits = trained_model(train_config)(torch.from_numpy(features))
-    torch_probabilities = torch.softmax(logits, dim=1).numpy()
+        logits = result.model(torch.from_numpy(features))
+    torch_probabilities = torch.softmax(logits / result.temperature, dim=1).numpy()
     assert np.abs(onnx_probabilities - torch_probabilities).max() <= PARITY_TOLERANCE
     np.testing.assert_array_equal(
         onnx_probabilities.argmax(1), torch_probabilities.argmax(1)
@@ -92,9 +140,10 @@ def test_model_card_records_checksum_and_metrics(onnx_path):
     assert card["sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     assert card["parity"]["max_abs_difference"] <= PARITY_TOLERANCE
     assert card["test_accuracy"] >= 0.97
-    assert {"loss.png", "accuracy.png", "history.json"} <= {
-        p.name for p in onnx_path.parent.iterdir()
-    }
+    assert card["parity"]["temperature"] == card["temperature"]
+    written = {p.name for p in onnx_path.parent.iterdir()}
+    assert "history.json" in written
+    assert not {"loss.png", "accuracy.png"} & written  # plots are their own step
 
 
 def test_exports_with_the_same_config_are_byte_identical(
@@ -107,8 +156,18 @@ def test_exports_with_the_same_config_are_byte_identical(
 def test_parity_check_fails_loudly_when_graph_and_weights_disagree(
     onnx_path, train_config, digits
 ):
-    model = trained_model(train_config)
-    with torch.no_grad():
-        model.layers[-1].bias[3] += 0.1  # shifts only class 3: not softmax-invariant
+    result = trained(train_config)
+    bytes_ = onnx_path.read_bytes()
+    assert check_parity(result.model, bytes_, digits[0], result.temperature) <= 1e-5
     with pytest.raises(RuntimeError, match="parity failed"):
-        check_parity(model, onnx_path.read_bytes(), digits[0])
+        # The right weights at another temperature: the graph's own must be used.
+        check_parity(result.model, bytes_, digits[0], result.temperature * 1.1)
+    with torch.no_grad():
+        result.model.layers[-1].bias[3] += 0.1  # shifts only class 3
+    with pytest.raises(RuntimeError, match="parity failed"):
+        check_parity(result.model, bytes_, digits[0], result.temperature)
+
+
+def test_export_keeps_matplotlib_off_its_import_path():
+    code = "import sys, training.export; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)

@@ -21,8 +21,9 @@ from training.figures import (
     misclassified_grid,
     misclassified_indices,
     pixel_histogram,
+    reliability_diagrams,
 )
-from training.train import EpochRecord
+from training.history import EpochRecord
 
 
 def images_of(figure) -> list[AxesImage]:
@@ -109,6 +110,22 @@ def test_confusion_matrix_plot_writes_every_count_in_its_cell():
     assert len(cells) == NUM_CLASSES * NUM_CLASSES
     assert ((2, 7), str(matrix[7, 2])) in cells  # x = predicted, y = true
     np.testing.assert_array_equal(axes.get_images()[0].get_array(), matrix)
+
+
+def test_reliability_diagrams_show_accuracy_per_bin_before_and_after():
+    # Two digits at 95% (one right), two at 45% (both right), in both panels.
+    probabilities = one_hot_probabilities([0, 1, 2, 3], [0.95, 0.95, 0.45, 0.45])
+    labels = np.array([0, 9, 2, 3])
+    figure = reliability_diagrams(probabilities, probabilities, labels, 0.5)
+    assert len(figure.axes) == 2
+    for axes in figure.axes:
+        bars = [bar for bar in axes.patches if bar.get_height() > 0]
+        # Bar heights are the accuracy of the bins at 0.45 and 0.95.
+        assert sorted(bar.get_height() for bar in bars) == [0.5, 1.0]
+        assert {text.get_text() for text in axes.texts} == {"2"}  # counts
+    # ECE: each bin of two is off by |accuracy - confidence|: 0.45 and 0.55.
+    assert figure.axes[0].get_title().endswith("ECE 0.5000")
+    assert "T = 0.500" in figure.axes[1].get_title()
 
 
 def test_misclassified_indices_lists_wrong_rows_most_confident_first():

@@ -1,8 +1,14 @@
 import numpy as np
+import pytest
 import torch
 
 from contract import INPUT_SIZE, NUM_CLASSES, PIXEL_MAX
-from training.model import DigitsClassifier, build_model, predict_probabilities
+from training.model import (
+    DigitsClassifier,
+    build_model,
+    predict_logits,
+    predict_probabilities,
+)
 
 
 def test_mlp_maps_batches_of_64_pixels_to_10_logits():
@@ -50,3 +56,23 @@ def test_predict_probabilities_matches_the_classifier_on_numpy_pixels():
         expected = DigitsClassifier(mlp).eval()(torch.from_numpy(pixels)).numpy()
     np.testing.assert_array_equal(probabilities, expected)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_classifier_divides_the_logits_by_its_temperature():
+    mlp = build_model(seed=0).eval()
+    raw = torch.rand(4, INPUT_SIZE) * PIXEL_MAX
+    with torch.no_grad():
+        sharp = DigitsClassifier(mlp, temperature=0.5)(raw)
+        expected = torch.softmax(mlp(raw) * 2, dim=-1)
+    torch.testing.assert_close(sharp, expected)
+    pixels = raw.numpy()
+    np.testing.assert_array_equal(
+        predict_probabilities(mlp, pixels, 0.5), sharp.numpy()
+    )
+    np.testing.assert_array_equal(predict_logits(mlp, pixels), mlp(raw).detach())
+
+
+@pytest.mark.parametrize("temperature", [0.0, -1.0])
+def test_a_temperature_must_be_positive(temperature):
+    with pytest.raises(ValueError, match="temperature"):
+        DigitsClassifier(build_model(seed=0), temperature)

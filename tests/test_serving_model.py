@@ -103,3 +103,23 @@ def test_onnxruntime_threads_follow_the_config(onnx_path):
     assert session.get_session_options().intra_op_num_threads == 2
     default = Predictor.load(onnx_path).session.get_session_options()
     assert default.intra_op_num_threads == 1
+
+
+def test_describe_lists_accuracy_calibration_figures_and_temperature(predictor):
+    metadata = predictor.info.metadata
+    metrics = predictor.info.describe()["metrics"]
+    assert set(metrics) == set(MetadataKey.METRICS)
+    assert {"temperature", "test_nll", "test_ece", "test_brier"} <= set(metrics)
+    for key, value in metrics.items():
+        assert value == float(metadata[key])
+    assert 0.0 < metrics["temperature"] < 1.0  # the exported model sharpens
+    assert metrics["test_nll"] < 0.2 and 0.0 <= metrics["test_ece"] < 0.05
+
+
+def test_describe_skips_figures_an_older_model_lacks(tmp_path, onnx_path):
+    metadata = exported_metadata(onnx_path)
+    del metadata[MetadataKey.TEMPERATURE], metadata[MetadataKey.TEST_ECE]
+    model = Predictor.load(write_model(tmp_path / "m.onnx", metadata=metadata))
+    metrics = model.info.describe()["metrics"]
+    assert "temperature" not in metrics and "test_ece" not in metrics
+    assert metrics["test_accuracy"] == float(metadata[MetadataKey.TEST_ACCURACY])

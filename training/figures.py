@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -17,9 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from contract import CLASSES, IMAGE_SHAPE, NUM_CLASSES, PIXEL_MAX, PIXEL_MIN
-
-if TYPE_CHECKING:  # the history type only; importing train would pull in torch
-    from training.train import EpochRecord
+from training.history import EpochRecord
+from training.metrics import ECE_BINS, expected_calibration_error, reliability_bins
 
 # 72 dpi keeps each notebook PNG in the tens of kilobytes.
 FIGURE_DPI = 72
@@ -159,6 +157,50 @@ def confusion_matrix_plot(matrix: np.ndarray) -> Figure:
     axes.set_yticks(CLASSES)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
+    return figure
+
+
+def draw_reliability(
+    axes: Axes, probabilities: np.ndarray, labels: np.ndarray, title: str
+) -> None:
+    """Draw accuracy against confidence per bin, with the diagonal of perfect trust.
+
+    Bars below the diagonal are overconfident bins, bars above it underconfident.
+    """
+    table = reliability_bins(probabilities, labels)
+    width = 1 / ECE_BINS
+    centres = (np.arange(ECE_BINS) + 0.5) * width
+    filled = table["count"] > 0
+    bars = axes.bar(
+        centres[filled],
+        table["accuracy"][filled],
+        width=width,
+        edgecolor="black",
+        color="tab:blue",
+        label="accuracy in bin (digits in it above)",
+    )
+    # Most digits sit in the last bin: the counts say how much each bar weighs.
+    axes.bar_label(bars, labels=table["count"][filled], fontsize=7)
+    axes.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ece = expected_calibration_error(probabilities, labels)
+    axes.set_title(f"{title}\nECE {ece:.4f}", fontsize=10)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.1)  # room for the counts above full bars
+    axes.set_xlabel("confidence (top probability)")
+    axes.set_ylabel("accuracy")
+
+
+def reliability_diagrams(
+    before: np.ndarray, after: np.ndarray, labels: np.ndarray, temperature: float
+) -> Figure:
+    """Show the reliability of (n, 10) probabilities before and after scaling."""
+    figure = new_figure(9, 4)
+    left, right = figure.subplots(1, 2)
+    draw_reliability(left, before, labels, "before scaling (T = 1)")
+    draw_reliability(right, after, labels, f"after scaling (T = {temperature:.3f})")
+    # One legend under both panels: inside, it would cover bars on one side or other.
+    handles, names = left.get_legend_handles_labels()
+    figure.legend(handles, names, loc="outside lower center", ncols=2, fontsize=8)
     return figure
 
 

@@ -46,14 +46,21 @@ class DigitsMLP(nn.Module):
 
 
 class DigitsClassifier(nn.Module):
-    """The served form of the MLP: raw pixels in, class probabilities out."""
+    """The served form of the MLP: raw pixels in, class probabilities out.
 
-    def __init__(self, mlp: DigitsMLP) -> None:
+    The logits are divided by the calibration temperature before the softmax;
+    the exported graph keeps that division as a Div node.
+    """
+
+    def __init__(self, mlp: DigitsMLP, temperature: float = 1.0) -> None:
         super().__init__()
+        if temperature <= 0.0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         self.mlp = mlp
+        self.temperature = temperature
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.mlp(pixels), dim=-1)
+        return torch.softmax(self.mlp(pixels) / self.temperature, dim=-1)
 
 
 def build_model(seed: int) -> DigitsMLP:
@@ -62,8 +69,17 @@ def build_model(seed: int) -> DigitsMLP:
     return DigitsMLP()
 
 
-def predict_probabilities(mlp: DigitsMLP, pixels: np.ndarray) -> np.ndarray:
+def predict_logits(mlp: DigitsMLP, pixels: np.ndarray) -> np.ndarray:
+    """Return (n, 10) float32 logits for (n, 64) float32 raw pixels."""
+    mlp.eval()
+    with torch.no_grad():
+        return mlp(torch.from_numpy(pixels)).numpy()
+
+
+def predict_probabilities(
+    mlp: DigitsMLP, pixels: np.ndarray, temperature: float = 1.0
+) -> np.ndarray:
     """Return (n, 10) float32 class probabilities for (n, 64) float32 raw pixels."""
-    classifier = DigitsClassifier(mlp).eval()
+    classifier = DigitsClassifier(mlp, temperature).eval()
     with torch.no_grad():
         return classifier(torch.from_numpy(pixels)).numpy()

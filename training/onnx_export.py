@@ -23,11 +23,12 @@ from contract import (
     MetadataKey,
 )
 from training.config import TrainConfig
+from training.metrics import Scores
 from training.model import DigitsClassifier, DigitsMLP, predict_probabilities
 
 OPSET_VERSION = 18
 # Bump when the architecture or the graph's interface changes.
-ARCHITECTURE_VERSION = "1"
+ARCHITECTURE_VERSION = "2"  # 2: Div by the temperature before the Softmax
 PARITY_TOLERANCE = 1e-5
 
 
@@ -36,8 +37,13 @@ def model_version(config: TrainConfig) -> str:
     return f"{ARCHITECTURE_VERSION}.0+{config.digest()[:12]}"
 
 
-def build_metadata(config: TrainConfig, test_accuracy: float) -> dict[str, str]:
-    """Return the contract and provenance written into `metadata_props`."""
+def build_metadata(
+    config: TrainConfig, temperature: float, scores: Scores
+) -> dict[str, str]:
+    """Return the contract and provenance written into `metadata_props`.
+
+    `scores` are the served (temperature-scaled) probabilities on the test split.
+    """
     return {
         MetadataKey.MODEL_NAME: MODEL_NAME,
         MetadataKey.MODEL_VERSION: model_version(config),
@@ -47,15 +53,21 @@ def build_metadata(config: TrainConfig, test_accuracy: float) -> dict[str, str]:
         MetadataKey.PIXEL_MAX: repr(PIXEL_MAX),
         MetadataKey.CLASSES: json.dumps(list(CLASSES)),
         MetadataKey.NORMALIZATION: NORMALIZATION,
-        MetadataKey.TEST_ACCURACY: f"{test_accuracy:.6f}",
+        # repr: the exact value the graph divides by, not a rounded one.
+        MetadataKey.TEMPERATURE: repr(temperature),
+        MetadataKey.TEST_ACCURACY: f"{scores.accuracy:.6f}",
+        MetadataKey.TEST_NLL: f"{scores.nll:.6f}",
+        MetadataKey.TEST_BRIER: f"{scores.brier:.6f}",
+        MetadataKey.TEST_ECE: f"{scores.ece:.6f}",
+        MetadataKey.TEST_CONFIDENT_ERROR_SHARE: f"{scores.confident_error_share:.6f}",
         MetadataKey.TRAIN_CONFIG: json.dumps(config.to_dict(), sort_keys=True),
         MetadataKey.OPSET: str(OPSET_VERSION),
     }
 
 
-def trace_to_onnx(mlp: DigitsMLP) -> onnx.ModelProto:
+def trace_to_onnx(mlp: DigitsMLP, temperature: float) -> onnx.ModelProto:
     """Export raw pixels -> probabilities with a dynamic batch dimension."""
-    classifier = DigitsClassifier(mlp).eval()
+    classifier = DigitsClassifier(mlp, temperature).eval()
     example = torch.zeros(2, INPUT_SIZE)
     buffer = io.BytesIO()
     # The TorchScript exporter (dynamo=False) gives the same Div/Gemm/Relu/Softmax
@@ -79,12 +91,15 @@ def trace_to_onnx(mlp: DigitsMLP) -> onnx.ModelProto:
 
 
 def export_onnx(
-    mlp: DigitsMLP, config: TrainConfig, test_accuracy: float
+    mlp: DigitsMLP, config: TrainConfig, temperature: float, scores: Scores
 ) -> onnx.ModelProto:
-    """Return the checked ONNX model with contract metadata, ready to serialise."""
-    model = trace_to_onnx(mlp)
+    """Return the checked ONNX model with contract metadata, ready to serialise.
+
+    The graph computes softmax(mlp(pixels) / temperature).
+    """
+    model = trace_to_onnx(mlp, temperature)
     del model.metadata_props[:]
-    for key, value in sorted(build_metadata(config, test_accuracy).items()):
+    for key, value in sorted(build_metadata(config, temperature, scores).items()):
         model.metadata_props.add(key=key, value=value)
     model.doc_string = f"{MODEL_NAME}: raw 8x8 pixels (0..16) -> digit probabilities"
     onnx.checker.check_model(model, full_check=True)
@@ -92,9 +107,9 @@ def export_onnx(
 
 
 def max_parity_error(
-    mlp: DigitsMLP, onnx_bytes: bytes, features: np.ndarray
+    mlp: DigitsMLP, onnx_bytes: bytes, features: np.ndarray, temperature: float
 ) -> tuple[float, int]:
-    """Compare onnxruntime with torch on (n, 64) float32 raw pixels.
+    """Compare onnxruntime with torch at `temperature` on (n, 64) raw pixels.
 
     Returns the max absolute probability difference and the number of rows
     whose predicted class differs.
@@ -105,7 +120,7 @@ def max_parity_error(
         onnx_bytes, providers=["CPUExecutionProvider"]
     )
     (onnx_probabilities,) = session.run([OUTPUT_NAME], {INPUT_NAME: features})
-    torch_probabilities = predict_probabilities(mlp, features)
+    torch_probabilities = predict_probabilities(mlp, features, temperature)
     difference = float(np.max(np.abs(onnx_probabilities - torch_probabilities)))
     mismatches = int(
         np.sum(onnx_probabilities.argmax(axis=1) != torch_probabilities.argmax(axis=1))
@@ -113,9 +128,11 @@ def max_parity_error(
     return difference, mismatches
 
 
-def check_parity(mlp: DigitsMLP, onnx_bytes: bytes, features: np.ndarray) -> float:
+def check_parity(
+    mlp: DigitsMLP, onnx_bytes: bytes, features: np.ndarray, temperature: float
+) -> float:
     """Raise RuntimeError unless ONNX matches torch within PARITY_TOLERANCE."""
-    difference, mismatches = max_parity_error(mlp, onnx_bytes, features)
+    difference, mismatches = max_parity_error(mlp, onnx_bytes, features, temperature)
     if difference > PARITY_TOLERANCE or mismatches:
         raise RuntimeError(
             f"ONNX/torch parity failed: max abs difference {difference:.3g} "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,31 +12,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.augment import shift_some
 from training.config import TrainConfig
 from training.data import Splits, load_splits, make_train_loader
+from training.history import EpochRecord
 from training.model import DigitsMLP, build_model
+from training.optim import OneCycle, OneCycleAdamW
 
 CHECKPOINT_FILENAME = "checkpoint.pt"
-HISTORY_FILENAME = "history.json"
-
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """Metrics after one epoch."""
-
-    epoch: int
-    train_loss: float
-    test_loss: float
-    train_accuracy: float
-    test_accuracy: float
-
-    def summary(self, epochs: int) -> str:
-        """Format the one-line progress report for this epoch."""
-        return (
-            f"epoch {self.epoch:>2}/{epochs}  loss {self.train_loss:.4f}  "
-            f"test loss {self.test_loss:.4f}  train acc {self.train_accuracy:.4f}  "
-            f"test acc {self.test_accuracy:.4f}"
-        )
+# Added to the seed for the augmentation's random stream (any fixed number works).
+SHIFT_SEED_OFFSET = 1
 
 
 @dataclass
@@ -47,6 +31,8 @@ class TrainResult:
     model: DigitsMLP
     config: TrainConfig
     history: list[EpochRecord] = field(default_factory=list)
+    # The softmax temperature fitted for this model (1.0 until calibrated).
+    temperature: float = 1.0
 
     @property
     def test_accuracy(self) -> float:
@@ -69,18 +55,25 @@ def evaluate(
 def train_one_epoch(
     model: nn.Module,
     loader: torch.utils.data.DataLoader,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    optimizer: OneCycleAdamW,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    label_smoothing: float = 0.0,
 ) -> float:
-    """Run one pass over `loader`; return the mean training loss."""
+    """Run one pass over `loader`; return the mean training loss.
+
+    `augment` maps each (batch, 64) pixel batch to the one the model trains on.
+    """
     model.train()
     total_loss, total_rows = 0.0, 0
     for pixels, targets in loader:
+        if augment is not None:
+            pixels = augment(pixels)
         optimizer.zero_grad()
-        loss = nn.functional.cross_entropy(model(pixels), targets)
+        loss = nn.functional.cross_entropy(
+            model(pixels), targets, label_smoothing=label_smoothing
+        )
         loss.backward()
-        optimizer.step()
-        scheduler.step()  # one-cycle schedules step per batch, not per epoch
+        optimizer.step()  # the one-cycle schedule moves per batch, not per epoch
         total_loss += loss.item() * len(targets)
         total_rows += len(targets)
     return total_loss / total_rows
@@ -103,6 +96,34 @@ def single_threaded() -> Iterator[None]:
 
 
 @single_threaded()
+def fit(
+    config: TrainConfig,
+    features: np.ndarray,
+    labels: np.ndarray,
+    after_epoch: Callable[[int, DigitsMLP], None] | None = None,
+) -> DigitsMLP:
+    """Train a fresh MLP with `config` on (n, 64) raw pixels and (n,) labels.
+
+    `after_epoch(epoch, model)` runs after each epoch (e.g. to measure it).
+    """
+    model = build_model(config.seed)
+    loader = make_train_loader(features, labels, config.batch_size, config.seed)
+    schedule = OneCycle(config.max_learning_rate, config.epochs * len(loader))
+    optimizer = OneCycleAdamW(model.parameters(), schedule, config.weight_decay)
+    # Its own stream, so the shifts do not move the loader's batch order.
+    shifts = torch.Generator().manual_seed(config.seed + SHIFT_SEED_OFFSET)
+
+    def augment(pixels: torch.Tensor) -> torch.Tensor:
+        return shift_some(pixels, config.shift_fraction, shifts)
+
+    for epoch in range(1, config.epochs + 1):
+        train_one_epoch(model, loader, optimizer, augment, config.label_smoothing)
+        if after_epoch:
+            after_epoch(epoch, model)
+    model.eval()
+    return model
+
+
 def train(
     config: TrainConfig,
     splits: Splits | None = None,
@@ -110,45 +131,32 @@ def train(
 ) -> TrainResult:
     """Train a fresh MLP with `config`, reporting one line per epoch to `progress`."""
     splits = splits or load_splits(config.seed, config.test_fraction)
-    model = build_model(config.seed)
-    loader = make_train_loader(
-        splits.x_train, splits.y_train, config.batch_size, config.seed
-    )
-    optimizer = torch.optim.AdamW(
-        model.parameters(),
-        lr=config.max_learning_rate,
-        weight_decay=config.weight_decay,
-    )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer,
-        max_lr=config.max_learning_rate,
-        epochs=config.epochs,
-        steps_per_epoch=len(loader),
-    )
-    result = TrainResult(model=model, config=config)
-    for epoch in range(1, config.epochs + 1):
-        train_one_epoch(model, loader, optimizer, scheduler)
+    history: list[EpochRecord] = []
+
+    def measure(epoch: int, model: DigitsMLP) -> None:
         # Re-measure the training loss in eval mode so both curves are comparable.
         train_loss, train_accuracy = evaluate(model, splits.x_train, splits.y_train)
         test_loss, test_accuracy = evaluate(model, splits.x_test, splits.y_test)
         record = EpochRecord(
             epoch, train_loss, test_loss, train_accuracy, test_accuracy
         )
-        result.history.append(record)
+        history.append(record)
         if progress:
             progress(record.summary(config.epochs))
-    model.eval()
-    return result
+
+    model = fit(config, splits.x_train, splits.y_train, after_epoch=measure)
+    return TrainResult(model=model, config=config, history=history)
 
 
 def save_checkpoint(result: TrainResult, path: Path) -> None:
-    """Write weights, training digest and history so a later export can reuse them."""
+    """Write weights, digest, history and temperature for a later export to reuse."""
     torch.save(
         {
             "config": result.config.to_dict(),
             "training_digest": result.config.digest(),
             "state_dict": result.model.state_dict(),
             "history": [record.__dict__ for record in result.history],
+            "temperature": result.temperature,
         },
         path,
     )
@@ -162,7 +170,7 @@ def load_checkpoint(config: TrainConfig, path: Path) -> TrainResult | None:
         saved = torch.load(path, weights_only=True)
     except (RuntimeError, OSError, EOFError, pickle.UnpicklingError):
         return None  # unreadable or from another torch version: retrain
-    if saved.get("training_digest") != config.digest():
+    if saved.get("training_digest") != config.digest() or "temperature" not in saved:
         return None
     model = DigitsMLP()
     try:
@@ -171,9 +179,9 @@ def load_checkpoint(config: TrainConfig, path: Path) -> TrainResult | None:
         return None  # weights of another architecture: retrain
     model.eval()
     history = [EpochRecord(**record) for record in saved["history"]]
-    return TrainResult(model=model, config=config, history=history)
-
-
-def save_history(history: list[EpochRecord], path: Path) -> None:
-    """Write the per-epoch metrics as a JSON list."""
-    path.write_text(json.dumps([record.__dict__ for record in history], indent=2))
+    return TrainResult(
+        model=model,
+        config=config,
+        history=history,
+        temperature=float(saved["temperature"]),
+    )
