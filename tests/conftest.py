@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +22,77 @@ from training.config import TrainConfig
 from training.data import load_digit_arrays
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def request(url: str, body: bytes | None = None, content_type="application/json"):
+    """Send one request; return (status, parsed JSON body)."""
+    headers = {"Content-Type": content_type} if body is not None else {}
+    req = urllib.request.Request(url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def start_server(python, env_overrides, log_path):
+    """Run `python -m serving` from the repo, output going to `log_path`."""
+    env = {"PATH": os.environ["PATH"], "HOST": "127.0.0.1", **env_overrides}
+    with open(log_path, "w") as log:  # the child keeps its own copy of the fd
+        return subprocess.Popen(
+            [str(python), "-m", "serving"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_until_listening(port: int, process: subprocess.Popen, log_path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log_path.read_text()
+        try:
+            status, _ = request(f"http://127.0.0.1:{port}/readyz")
+            if status == 200:
+                return
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.1)
+    raise AssertionError(f"server did not answer within {START_TIMEOUT_S}s")
+
+
+@contextmanager
+def serving_process(
+    onnx_path: Path, log_path: Path, workers: int
+) -> Iterator[tuple[subprocess.Popen, int]]:
+    """Run `python -m serving` from the serve-only venv until ready; stop it after."""
+    from tests.serve_env import serve_env_python
+
+    port = free_port()
+    process = start_server(
+        serve_env_python(),
+        {
+            "PORT": str(port),
+            "SERVE_MODEL_PATH": str(onnx_path),
+            "SERVE_WORKERS": str(workers),
+        },
+        log_path,
+    )
+    try:
+        wait_until_listening(port, process, log_path)
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=15)
 
 
 @pytest.fixture(scope="session")

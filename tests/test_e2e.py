@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
@@ -16,59 +15,18 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import (
+    free_port,
+    request,
+    start_server,
+    wait_until_listening,
+)
 from tests.serve_env import serve_env_python
-
-START_TIMEOUT_S = 30
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def request(url: str, body: bytes | None = None, content_type="application/json"):
-    """Send one request; return (status, parsed JSON body)."""
-    headers = {"Content-Type": content_type} if body is not None else {}
-    req = urllib.request.Request(url, data=body, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 @pytest.fixture(scope="module")
 def serve_python():
     return serve_env_python()
-
-
-def start_server(python, env_overrides, log_path):
-    """Run `python -m serving` from the repo, output going to `log_path`."""
-    env = {"PATH": os.environ["PATH"], "HOST": "127.0.0.1", **env_overrides}
-    with open(log_path, "w") as log:  # the child keeps its own copy of the fd
-        return subprocess.Popen(
-            [str(python), "-m", "serving"],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_until_listening(port: int, process: subprocess.Popen, log_path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log_path.read_text()
-        try:
-            status, _ = request(f"http://127.0.0.1:{port}/readyz")
-            if status == 200:
-                return
-        except OSError:
-            pass  # not listening yet
-        time.sleep(0.1)
-    raise AssertionError(f"server did not answer within {START_TIMEOUT_S}s")
 
 
 @pytest.fixture(scope="module")

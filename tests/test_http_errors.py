@@ -11,13 +11,11 @@ never HTML, never a 5xx, and the server keeps serving.
 from __future__ import annotations
 
 import json
-import signal
 import socket
 
 import pytest
 
-from tests.serve_env import serve_env_python
-from tests.test_e2e import free_port, start_server, wait_until_listening
+from tests.conftest import serving_process
 
 SOCKET_TIMEOUT_S = 5
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -125,18 +123,8 @@ def assert_still_serving(port: int) -> None:
 @pytest.fixture(scope="module")
 def server_port(onnx_path, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("http-errors") / "server.log"
-    port = free_port()
-    process = start_server(
-        serve_env_python(),
-        {"PORT": str(port), "SERVE_MODEL_PATH": str(onnx_path), "SERVE_WORKERS": "1"},
-        log_path,
-    )
-    try:
-        wait_until_listening(port, process, log_path)
+    with serving_process(onnx_path, log_path, workers=1) as (_, port):
         yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
 
 
 @pytest.mark.parametrize(

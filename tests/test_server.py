@@ -21,9 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import (
+    REPO_ROOT,
+    free_port,
+    serving_process,
+    start_server,
+)
 from tests.serve_env import serve_env_python
-from tests.test_e2e import free_port, start_server, wait_until_listening
 
 PREDICT_BODY = json.dumps({"features": [0] * 64}).encode()
 SLOW_HEADER_CONNECTIONS = 200
@@ -86,20 +90,10 @@ def children_of(pid: int) -> set[int]:
 
 @pytest.fixture()
 def running_server(onnx_path, tmp_path):
-    """Start a 2-worker server; yield (process, port, log path); stop it."""
-    port = free_port()
+    """A 2-worker server: (process, port, log path)."""
     log_path = tmp_path / "server.log"
-    process = start_server(
-        serve_env_python(),
-        {"PORT": str(port), "SERVE_MODEL_PATH": str(onnx_path), "SERVE_WORKERS": "2"},
-        log_path,
-    )
-    try:
-        wait_until_listening(port, process, log_path)
+    with serving_process(onnx_path, log_path, workers=2) as (process, port):
         yield process, port, log_path
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
 
 
 def test_slow_clients_do_not_delay_normal_requests(running_server):
@@ -281,18 +275,14 @@ def metrics_dir_of(pid: int) -> str:
 
 
 def test_temporary_metrics_directory_is_removed_at_exit(onnx_path, tmp_path):
-    port = free_port()
-    log_path = tmp_path / "server.log"
-    process = start_server(
-        serve_env_python(),
-        {"PORT": str(port), "SERVE_MODEL_PATH": str(onnx_path), "SERVE_WORKERS": "1"},
-        log_path,
-    )
-    wait_until_listening(port, process, log_path)
-    metrics_dir = metrics_dir_of(process.pid)
-    assert os.path.isdir(metrics_dir)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=10) == 0
+    with serving_process(onnx_path, tmp_path / "server.log", workers=1) as (
+        process,
+        _,
+    ):
+        metrics_dir = metrics_dir_of(process.pid)
+        assert os.path.isdir(metrics_dir)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
     assert not os.path.exists(metrics_dir)
 
 
