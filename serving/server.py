@@ -110,6 +110,10 @@ def build_server(config: ServeConfig, target: str = APP_FACTORY) -> Server:
         # starting) keeps the whole server alive; with it, shutdown is bounded.
         workers_kill_timeout=config.graceful_timeout,
         respawn_failed_workers=True,
+        # SIGHUP starts each new worker this long before stopping the old one.
+        # A forked worker is ready in about 0.3 s; granian's default of 3.5 s
+        # per worker also delays a SIGTERM that arrives during a reload.
+        respawn_interval=1.0,
     )
 
 
