@@ -91,7 +91,7 @@ class ServeConfig:
         "SERVE_THREADS",
         32,
         between(1, 1024),
-        "Threads per worker running the app; each request in progress, a "
+        "Threads per worker taking requests in; each request in progress, a "
         "stalled upload included, holds one.",
     )
     app_concurrency: int = setting(

@@ -220,7 +220,8 @@ def handle_http_error(error: HTTPException) -> Response:
     if status == 413:
         limit = current_app.config["MAX_CONTENT_LENGTH"]
         length = request.content_length
-        unsized = request.environ.get(UNSIZED_KEY) or length is None
+        # buffer_body declared a length for a chunked body: not the client's.
+        unsized = request.environ.get(UNSIZED_KEY)
         size = "larger than that" if unsized else f"{length} bytes"
         message = f"request body is {size}; the limit is {limit} bytes"
         details = {"limit_bytes": limit}

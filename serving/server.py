@@ -2,8 +2,8 @@
 
 Workers are forked from the launcher, which has already imported the libraries
 (Flask, numpy, onnxruntime) to check the model: the workers share those pages,
-so each costs about 28 MiB PSS instead of about 50 when spawned, and starts in a
-third of the time. Each then builds the app (`serving.app:create_app`) and its
+so each costs less memory than a spawned one and starts in about a third of the
+time (README, Benchmark). Each then builds the app (`serving.app:create_app`) and its
 own onnxruntime session; the launcher's check session is gone by then, and with
 one onnxruntime thread per session no library thread exists at the fork.
 """
@@ -96,8 +96,9 @@ def build_server(config: ServeConfig, target: str = APP_FACTORY) -> Server:
         # Connections, idle or still sending headers, are held in Rust and cost
         # no thread; `backpressure` bounds how many each worker keeps open.
         backpressure=config.connections,
-        # The app runs in these threads; a request waiting for a slow upload
-        # holds one, so there are more threads than cores (granian warns).
+        # Requests are taken in by these threads; one waiting for a slow upload
+        # holds one, so there are more threads than cores (granian warns). The
+        # HTTP layer lets SERVE_APP_CONCURRENCY of them run the app at once.
         blocking_threads=config.threads,
         http1_settings=HTTP1Settings(
             header_read_timeout=config.timeout * 1000, keep_alive=True
