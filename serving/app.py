@@ -10,9 +10,10 @@ from flask_swagger_ui import get_swaggerui_blueprint
 
 from contract import INPUT_SIZE, MetadataKey
 from serving.config import ServeConfig
-from serving.http import install_http_layer
+from serving.http import PROTOCOL_PREFIXES_KEY, install_http_layer
 from serving.model import Predictor
 from serving.openapi import build_openapi
+from serving.protocol_routes import PROTOCOL_PREFIXES, protocols
 from serving.routes import STATE_KEY, ServiceState, api
 from serving.telemetry import configure_logging, install_request_hooks, record_model
 
@@ -67,6 +68,8 @@ def create_app(
         model_description=predictor.info.describe(),
     )
     app.register_blueprint(api)
+    app.register_blueprint(protocols)
+    app.config[PROTOCOL_PREFIXES_KEY] = PROTOCOL_PREFIXES
     # Swagger UI's assets ship inside the flask-swagger-ui wheel: no CDN needed.
     app.register_blueprint(
         get_swaggerui_blueprint(

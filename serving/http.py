@@ -4,6 +4,10 @@ Every non-2xx body is {"error": {"code", "message", "details"}}: the status
 gives the category, `code` is a fixed string clients can match on. Routes read
 their body the usual Flask way (`request.get_json()`); the request class and
 the handlers here make that strict and give every route the same codes.
+
+Paths that speak an inference protocol (KServe V1, Open Inference Protocol V2)
+answer errors the way those protocols' clients read them: {"error": "<message>"},
+with the same code in the X-Error-Code header.
 """
 
 from __future__ import annotations
@@ -33,6 +37,12 @@ UNSIZED_KEY = "digits.unsized_body"  # environ flag: sent without Content-Length
 # Codes for the Werkzeug exceptions whose default name is not the one clients
 # already match on; every other one is named after its reason phrase.
 WERKZEUG_CODES = {413: "payload_too_large"}
+# app.config key: path prefixes whose errors take the protocols' shape.
+PROTOCOL_PREFIXES_KEY = "DIGITS_PROTOCOL_PATH_PREFIXES"
+ERROR_CODE_HEADER = "X-Error-Code"
+# A protocol error is one string; keep it readable whatever the request held.
+MAX_PROTOCOL_MESSAGE_CHARS = 1000
+MAX_REPORTED_DETAILS = 10
 
 
 class ServingError(Exception):
@@ -60,6 +70,18 @@ class UnsupportedMediaType(ServingError):
 class NotReady(ServingError):
     status = 503
     code = "not_ready"
+
+
+class InvalidInput(ServingError):
+    """A protocol request that is well-formed JSON but not a valid inference."""
+
+    status = 400
+    code = "invalid_input"
+
+
+class ModelNotFound(ServingError):
+    status = 404
+    code = "model_not_found"
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict:
@@ -105,6 +127,14 @@ class StrictJsonRequest(Request):
                 f"got {self.mimetype or 'nothing'!r}"
             )
         raise InvalidJSON(f"request body is not valid JSON: {e}")
+
+
+def parse_json_body(body: bytes) -> Any:
+    """Parse a raw body as strict JSON (for routes that take more than JSON)."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidJSON(f"request body is not valid JSON: {error}") from None
 
 
 def discard(stream, length: int) -> None:
@@ -191,10 +221,41 @@ def admit_with_whole_bodies(wsgi_app, limit: int, concurrency: int):
     return app
 
 
+def flatten_details(details: object, prefix: str = "") -> list[str]:
+    """Turn nested {field: [messages]} details into "field.sub: message" lines."""
+    if isinstance(details, dict):
+        lines: list[str] = []
+        for key, value in details.items():
+            lines += flatten_details(value, f"{prefix}{key}.")
+        return lines
+    if isinstance(details, list) and all(isinstance(item, str) for item in details):
+        return [f"{prefix.rstrip('.')}: {item}" for item in details]
+    return [f"{prefix.rstrip('.')}: {details}"]
+
+
+def protocol_message(message: str, details: dict[str, Any] | None) -> str:
+    """One line for the protocols' {"error": ...}: the message, then the details."""
+    lines = flatten_details(details or {})[:MAX_REPORTED_DETAILS]
+    text = "; ".join([message, *lines]) if lines else message
+    if len(text) > MAX_PROTOCOL_MESSAGE_CHARS:
+        text = text[: MAX_PROTOCOL_MESSAGE_CHARS - 3] + "..."
+    return text
+
+
+def speaks_protocol() -> bool:
+    """Whether this request's path belongs to an inference protocol's routes."""
+    return request.path.startswith(current_app.config.get(PROTOCOL_PREFIXES_KEY, ()))
+
+
 def error_response(status: int, code: str, message: str, details=None) -> Response:
-    """Render the one error shape with `status`."""
-    response = current_app.json.response(error_body(code, message, details))
+    """Render the error in the shape the request's path calls for, with `status`."""
+    if speaks_protocol():
+        body: dict = {"error": protocol_message(message, details)}
+    else:
+        body = error_body(code, message, details)
+    response = current_app.json.response(body)
     response.status_code = status
+    response.headers[ERROR_CODE_HEADER] = code
     return response
 
 
@@ -225,9 +286,11 @@ def handle_http_error(error: HTTPException) -> Response:
         size = "larger than that" if unsized else f"{length} bytes"
         message = f"request body is {size}; the limit is {limit} bytes"
         details = {"limit_bytes": limit}
-    response = error.get_response()  # keeps headers such as Allow on a 405
-    response.set_data(orjson.dumps(error_body(code, message, details)))
-    response.content_type = JSON_MIMETYPE
+    response = error_response(status, code, message, details)
+    # Keep the exception's own headers, such as Allow on a 405.
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
     return response
 
 

@@ -38,8 +38,10 @@ class ModelInfo:
     sha256: str
     metadata: dict[str, str]
     input_name: str
+    input_type: str
     input_shape: list[int | str | None]
     output_name: str
+    output_type: str
     output_shape: list[int | str | None]
 
     def describe(self) -> dict[str, Any]:
@@ -178,8 +180,10 @@ class Predictor:
             sha256=hashlib.sha256(model_bytes).hexdigest(),
             metadata=metadata,
             input_name=model_input.name,
+            input_type=model_input.type,
             input_shape=list(model_input.shape),
             output_name=model_output.name,
+            output_type=model_output.type,
             output_shape=list(model_output.shape),
         )
         return cls(session, info)

@@ -9,12 +9,20 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import fields
 
 from contract import INPUT_SIZE, PIXEL_MAX, PIXEL_MIN
+from serving.oip import InferRequestSchema, InferResponseSchema
 from serving.schemas import (
     ErrorSchema,
+    LiveSchema,
     ModelInfoSchema,
+    ModelListSchema,
+    ModelMetadataSchema,
     PredictBatchResponseSchema,
     PredictResponseSchema,
+    ProtocolErrorSchema,
+    ReadySchema,
+    ServerMetadataSchema,
     StatusSchema,
+    V1PredictResponseSchema,
 )
 from serving.validation import (
     EXAMPLE_FEATURES,
@@ -152,6 +160,131 @@ def operations(max_batch_rows: int) -> dict[str, dict[str, Any]]:
     }
 
 
+def protocol_error(description: str) -> dict:
+    """An error on the protocol paths: {"error": "<message>"}."""
+    return {"description": description, **json_content("ProtocolError")}
+
+
+def path_parameters(*names: str) -> list[dict]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in names
+    ]
+
+
+def protocol_get(summary: str, schema: str, *params: str, errors=None) -> dict:
+    """A GET route of the protocols answering `schema`."""
+    return {
+        "get": {
+            "summary": summary,
+            "tags": ["Inference protocols"],
+            "parameters": path_parameters(*params),
+            "responses": {
+                "200": {"description": "ok", **json_content(schema)},
+                **(errors or {}),
+            },
+        }
+    }
+
+
+MODEL_ERRORS = {"404": protocol_error("no such model or version")}
+READY_ERRORS = {"503": protocol_error("not ready"), **MODEL_ERRORS}
+INFER_ERRORS = {
+    "400": protocol_error("not valid JSON, or not a valid inference request"),
+    "413": protocol_error("body larger than the configured limit"),
+    **MODEL_ERRORS,
+}
+V2_INFER_EXAMPLE = {
+    "id": "42",
+    "inputs": [
+        {
+            "name": "features",
+            "shape": [1, INPUT_SIZE],
+            "datatype": "FP32",
+            "data": EXAMPLE_FEATURES,
+        }
+    ],
+}
+
+
+def v2_infer(*params: str) -> dict:
+    return {
+        "post": {
+            "summary": "Open Inference Protocol inference: class probabilities",
+            "description": (
+                "JSON tensors, or the binary tensor extension: a JSON header of "
+                "Inference-Header-Content-Length bytes followed by raw little-endian "
+                "FP32 values (any Content-Type, none included)."
+            ),
+            "tags": ["Inference protocols"],
+            "parameters": path_parameters(*params),
+            "requestBody": {
+                "required": True,
+                **json_content("InferRequest", V2_INFER_EXAMPLE),
+            },
+            "responses": {
+                "200": {
+                    "description": "probabilities [n, 10], JSON or binary",
+                    **json_content("InferResponse"),
+                },
+                **INFER_ERRORS,
+            },
+        }
+    }
+
+
+def protocol_operations() -> dict[str, dict[str, Any]]:
+    """The KServe V1 and Open Inference Protocol V2 routes."""
+    model, version = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
+    return {
+        "/": protocol_get("KServe V1 server liveness", "Status"),
+        "/v2": protocol_get("Server metadata", "ServerMetadata"),
+        "/v2/health/live": protocol_get("Server liveness", "Live"),
+        "/v2/health/ready": protocol_get(
+            "Server readiness", "Ready", errors={"503": protocol_error("not ready")}
+        ),
+        "/v2/models": protocol_get("Served models", "ModelList"),
+        model: protocol_get(
+            "Model metadata", "ModelMetadata", "name", errors=MODEL_ERRORS
+        ),
+        version: protocol_get(
+            "Model metadata", "ModelMetadata", "name", "version", errors=MODEL_ERRORS
+        ),
+        f"{model}/ready": protocol_get(
+            "Model readiness", "Ready", "name", errors=READY_ERRORS
+        ),
+        f"{version}/ready": protocol_get(
+            "Model readiness", "Ready", "name", "version", errors=READY_ERRORS
+        ),
+        f"{model}/infer": v2_infer("name"),
+        f"{version}/infer": v2_infer("name", "version"),
+        "/v1/models": protocol_get("KServe V1: served models", "ModelList"),
+        "/v1/models/{name}": protocol_get(
+            "KServe V1: model readiness", "Ready", "name", errors=READY_ERRORS
+        ),
+        "/v1/models/{name}:predict": {
+            "post": {
+                "summary": "KServe V1 prediction: one digit per instance",
+                "tags": ["Inference protocols"],
+                "parameters": path_parameters("name"),
+                "requestBody": {
+                    "required": True,
+                    **json_content(
+                        "PredictBatchRequest", {"instances": [EXAMPLE_FEATURES]}
+                    ),
+                },
+                "responses": {
+                    "200": {
+                        "description": "the predicted digits, in request order",
+                        **json_content("V1PredictResponse", {"predictions": [0]}),
+                    },
+                    **INFER_ERRORS,
+                },
+            }
+        },
+    }
+
+
 def build_openapi(model_version: str, max_batch_rows: int) -> dict[str, Any]:
     """Return the OpenAPI document as a dict."""
     plugin = MarshmallowPlugin()
@@ -176,9 +309,19 @@ def build_openapi(model_version: str, max_batch_rows: int) -> dict[str, Any]:
         "Status": StatusSchema(),
         "ModelInfo": ModelInfoSchema(),
         "Error": ErrorSchema(),
+        "InferRequest": InferRequestSchema(),
+        "InferResponse": InferResponseSchema(),
+        "ServerMetadata": ServerMetadataSchema(),
+        "ModelMetadata": ModelMetadataSchema(),
+        "Live": LiveSchema(),
+        "Ready": ReadySchema(),
+        "ModelList": ModelListSchema(),
+        "V1PredictResponse": V1PredictResponseSchema(),
+        "ProtocolError": ProtocolErrorSchema(),
     }
     for name, schema in named_schemas.items():
         spec.components.schema(name, schema=schema)
-    for path, path_operations in operations(max_batch_rows).items():
+    all_operations = {**operations(max_batch_rows), **protocol_operations()}
+    for path, path_operations in all_operations.items():
         spec.path(path=path, operations=path_operations)
     return spec.to_dict()

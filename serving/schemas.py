@@ -96,3 +96,71 @@ class ErrorSchema(Schema):
     """Body of every non-2xx response."""
 
     error = fields.Nested(ErrorDetailSchema, required=True)
+
+
+# The inference protocols (KServe V1, Open Inference Protocol V2) ---------------
+
+
+class ProtocolErrorSchema(Schema):
+    """Error body on /v1 and /v2 paths, as the protocols' clients read it.
+
+    The machine-readable code is in the X-Error-Code header.
+    """
+
+    error = fields.String(
+        required=True,
+        metadata={"example": "input 'features' must be FP32, got 'FP64'"},
+    )
+
+
+class ServerMetadataSchema(Schema):
+    """Body of GET /v2."""
+
+    name = fields.String(required=True)
+    version = fields.String(required=True)
+    extensions = fields.List(fields.String(), required=True)
+
+
+class TensorMetadataSchema(Schema):
+    """A model input or output as the Open Inference Protocol describes it."""
+
+    name = fields.String(required=True)
+    datatype = fields.String(required=True, metadata={"example": "FP32"})
+    shape = fields.List(fields.Integer(), required=True, metadata={"example": [-1, 64]})
+
+
+class ModelMetadataSchema(Schema):
+    """Body of GET /v2/models/{name}."""
+
+    name = fields.String(required=True)
+    versions = fields.List(fields.String(), required=True)
+    platform = fields.String(required=True, metadata={"example": "onnxruntime_onnx"})
+    inputs = fields.List(fields.Nested(TensorMetadataSchema), required=True)
+    outputs = fields.List(fields.Nested(TensorMetadataSchema), required=True)
+
+
+class LiveSchema(Schema):
+    """Body of GET /v2/health/live."""
+
+    live = fields.Boolean(required=True)
+
+
+class ReadySchema(Schema):
+    """Body of the protocols' readiness routes (name only for a model's)."""
+
+    name = fields.String()
+    ready = fields.Boolean(required=True)
+
+
+class ModelListSchema(Schema):
+    """Body of GET /v1/models and GET /v2/models."""
+
+    models = fields.List(fields.String(), required=True)
+
+
+class V1PredictResponseSchema(Schema):
+    """Body of POST /v1/models/{name}:predict: one digit per instance."""
+
+    predictions = fields.List(
+        fields.Integer(validate=validate.OneOf(CLASSES)), required=True
+    )

@@ -117,7 +117,7 @@ LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 ROWS_PREDICTED = Counter(
-    "digits_predicted_rows_total", "Images classified, over both predict routes."
+    "digits_predicted_rows_total", "Images classified, over every predict route."
 )
 PREDICTIONS = Counter(
     "digits_predictions_total", "Predicted digits, by class.", ["digit"]

@@ -78,6 +78,15 @@ def to_pixel_array(values: list) -> tuple[np.ndarray | None, dict[int, str]]:
     return pixels.astype(np.float32), {}
 
 
+def checked_pixel_values(pixels: np.ndarray) -> dict[int, str]:
+    """Return {flat index: message} for the first values of a numeric array that
+    are NaN, infinite or outside [PIXEL_MIN, PIXEL_MAX]; {} when all are fine."""
+    if pixels.min() >= PIXEL_MIN and pixels.max() <= PIXEL_MAX:
+        return {}
+    flat = pixels.ravel()
+    return range_errors(flat.tolist(), flat)
+
+
 def row_shape_error(row: object) -> str | None:
     """Return why `row` is not a list of INPUT_SIZE values, or None if it is."""
     if type(row) is not list:

@@ -22,7 +22,7 @@ def test_openapi_paths_match_the_routes(app, client):
         for method in operations
     }
     served = {
-        (rule.rule, method)
+        (re.sub(r"<(\w+)>", r"{\1}", rule.rule), method)
         for rule in app.url_map.iter_rules()
         if rule.rule not in DOCUMENTED_ELSEWHERE
         for method in rule.methods - {"HEAD", "OPTIONS"}
