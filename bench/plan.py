@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import array
+import itertools
 import json
 import os
 import random
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bench.servers import HOST, ServerSpec, predict_probe, readyz_probe
-from contract import INPUT_SIZE, PIXEL_MAX, PIXEL_MIN
+from contract import INPUT_NAME, INPUT_SIZE, MODEL_NAME, PIXEL_MAX, PIXEL_MIN
 
 BATCH_SIZES = (64, 1024)
+# Open Inference Protocol infer, next to /predict at its headline concurrency.
+V2_INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
+V2_ROWS = (1, 64)
+V2_ENCODINGS = ("json", "binary")
+V2_CONNECTIONS = 8
+# bench/post.lua sends the lines of BODY.headers ("Name: value") as headers.
+HEADERS_SUFFIX = ".headers"
 PREDICT_CONNECTIONS = (1, 8, 32)
 # c=1 is one worker against the one-core decode floor; c=2 keeps both busy.
 BATCH_CONNECTIONS = (1, 2)
@@ -39,17 +49,38 @@ class LoadRun:
     body: str  # key of the body file: "predict", "batch-64", ...
     connections: int
     rows: int = 1
+    encoding: str = ""  # "json" or "binary" where a route takes both
 
     @property
     def label(self) -> str:
-        rows = f" ({self.rows} rows)" if self.rows > 1 else ""
-        return f"{self.path}{rows}"
+        details = [f"{self.rows} rows"] if self.rows > 1 else []
+        details += [self.encoding] if self.encoding else []
+        return f"{self.path} ({', '.join(details)})" if details else self.path
 
 
 def random_rows(rows: int, rng: random.Random) -> list[list[int]]:
     """Return `rows` images of INPUT_SIZE integer pixels, as clients send them."""
     low, high = int(PIXEL_MIN), int(PIXEL_MAX)
     return [[rng.randint(low, high) for _ in range(INPUT_SIZE)] for _ in range(rows)]
+
+
+def v2_infer_body(rows: list[list[int]], encoding: str) -> tuple[bytes, str]:
+    """An infer request of `rows`, JSON or with binary tensors; and its headers."""
+    tensor = {"name": INPUT_NAME, "shape": [len(rows), INPUT_SIZE], "datatype": "FP32"}
+    if encoding == "json":
+        document = {"inputs": [{**tensor, "data": rows}]}
+        return json.dumps(document, separators=(",", ":")).encode(), ""
+    raw = array.array("f", (pixel for row in rows for pixel in row))
+    if sys.byteorder != "little":
+        raw.byteswap()  # the binary extension is little-endian
+    tensor["parameters"] = {"binary_data_size": len(raw) * raw.itemsize}
+    document = {"inputs": [tensor], "parameters": {"binary_data_output": True}}
+    header = json.dumps(document, separators=(",", ":")).encode()
+    headers = (
+        "Content-Type: application/octet-stream\n"
+        f"Inference-Header-Content-Length: {len(header)}\n"
+    )
+    return header + raw.tobytes(), headers
 
 
 def write_bodies(directory: Path) -> dict[str, Path]:
@@ -62,7 +93,22 @@ def write_bodies(directory: Path) -> dict[str, Path]:
     for key, body in bodies.items():
         paths[key] = directory / f"{key}.json"
         paths[key].write_text(json.dumps(body, separators=(",", ":")))
+    for rows, encoding in itertools.product(V2_ROWS, V2_ENCODINGS):
+        key = f"v2-{encoding}-{rows}"
+        content, headers = v2_infer_body(random_rows(rows, rng), encoding)
+        paths[key] = directory / f"{key}.body"
+        paths[key].write_bytes(content)
+        if headers:
+            paths[key].with_name(paths[key].name + HEADERS_SUFFIX).write_text(headers)
     return paths
+
+
+def v2_runs() -> list[LoadRun]:
+    """Return the Open Inference Protocol infer runs, JSON and binary."""
+    return [
+        LoadRun(V2_INFER_PATH, f"v2-{encoding}-{rows}", V2_CONNECTIONS, rows, encoding)
+        for rows, encoding in itertools.product(V2_ROWS, V2_ENCODINGS)
+    ]
 
 
 def production_runs() -> list[LoadRun]:
@@ -73,7 +119,7 @@ def production_runs() -> list[LoadRun]:
         for rows in BATCH_SIZES
         for c in BATCH_CONNECTIONS
     ]
-    return runs
+    return runs + v2_runs()
 
 
 def predict_runs() -> list[LoadRun]:

@@ -7,10 +7,20 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
 -- Runs once per wrk thread, before wrk formats the request it will repeat.
+-- BODY_FILE.headers, if present, holds extra "Name: value" lines (binary
+-- tensor bodies need Inference-Header-Content-Length).
 function init(args)
   local file = assert(io.open(args[1], "rb"), "usage: -- BODY_FILE")
   wrk.body = file:read("*a")
   file:close()
+  local headers = io.open(args[1] .. ".headers", "rb")
+  if headers then
+    for line in headers:lines() do
+      local name, value = line:match("^([^:]+):%s*(.*)$")
+      if name then wrk.headers[name] = value end
+    end
+    headers:close()
+  end
 end
 
 -- Latencies are in microseconds. errors.status counts responses that are not

@@ -146,6 +146,10 @@ class InferResponseSchema(Schema):
     outputs = fields.List(fields.Nested(InferOutputSchema), required=True)
 
 
+# One instance: building a schema (and its nested ones) costs more than a load.
+INFER_REQUEST_SCHEMA = InferRequestSchema()
+
+
 @dataclass(frozen=True)
 class InferRequest:
     """What an infer request asks for, checked."""
@@ -171,7 +175,7 @@ def parse_request(header: bytes) -> dict[str, Any]:
     """Parse and shape-check the JSON part of an infer request."""
     document = parse_json_body(header)
     try:
-        return InferRequestSchema().load(document)
+        return INFER_REQUEST_SCHEMA.load(document)
     except ValidationError as error:
         details = error.messages if isinstance(error.messages, dict) else {}
         raise InvalidInput("infer request is malformed", details) from None

@@ -16,11 +16,13 @@ from bench.envsize import canonical, requirement_names
 from bench.load import LoadError, LoadResult, parse_wrk_summary, wrk_command
 from bench.plan import (
     GUNICORN,
+    HEADERS_SUFFIX,
     NOOP,
     NOOP_PATH,
     PRODUCTION,
     TUNED,
     TYPICAL,
+    V2_INFER_PATH,
     LoadRun,
     flask_specs,
     noop_runs,
@@ -29,6 +31,7 @@ from bench.plan import (
     schedule,
     variant_spec,
     worker_count,
+    write_bodies,
 )
 from bench.report import ServerResult, footprint_table, format_rate, markdown_table
 from bench.run import env_setting, env_settings
@@ -395,3 +398,31 @@ def test_the_noop_route_answers_like_predict_and_shares_its_errors(
     )
     assert broken.status_code == 400
     assert broken.get_json()["error"]["code"] == "invalid_json"
+
+
+def test_every_body_the_bench_sends_is_answered_200_by_its_route(client, tmp_path):
+    """The bodies (and post.lua's extra headers) are real requests, not guesses."""
+    bodies = write_bodies(tmp_path)
+    for run in production_runs():
+        path = bodies[run.body]
+        sidecar = path.with_name(path.name + HEADERS_SUFFIX)
+        headers = {"Content-Type": "application/json"}
+        if sidecar.exists():
+            headers = dict(
+                line.split(": ", 1) for line in sidecar.read_text().splitlines()
+            )
+        response = client.post(run.path, data=path.read_bytes(), headers=headers)
+        assert response.status_code == 200, (run.label, response.data[:200])
+        if run.encoding == "binary":
+            length = int(response.headers["Inference-Header-Content-Length"])
+            assert len(response.data) - length == run.rows * 10 * 4
+
+
+def test_v2_runs_cover_json_and_binary_at_one_and_64_rows():
+    labels = {run.label for run in production_runs() if run.path == V2_INFER_PATH}
+    assert labels == {
+        f"{V2_INFER_PATH} (json)",
+        f"{V2_INFER_PATH} (binary)",
+        f"{V2_INFER_PATH} (64 rows, json)",
+        f"{V2_INFER_PATH} (64 rows, binary)",
+    }
