@@ -7,7 +7,9 @@ SERVE_ENV := .venv-serve
 DEV_ENV := .venv-dev
 MODEL := artifacts/model.onnx
 
-.PHONY: run export evaluate test lint format clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: run export evaluate test lint format clean browser
 
 run: $(MODEL) $(SERVE_ENV)/.installed
 	$(SERVE_ENV)/bin/python -m serving
@@ -20,8 +22,15 @@ export: $(TRAIN_ENV)/.installed
 evaluate: $(TRAIN_ENV)/.installed
 	$(TRAIN_ENV)/bin/python -m training.evaluate --seeds 0-4
 
-test: lint
+test: lint browser
 	$(DEV_ENV)/bin/python -m pytest
+
+# tests/test_page.py drives Debian's chromium with Playwright (Playwright's own
+# browser download is never used).
+browser:
+	@test -x $(CHROMIUM) || { apt-get update && apt-get install -y chromium; } || { \
+		echo "tests/test_page.py needs Debian's chromium:" \
+			"run 'apt-get install -y chromium' as root" >&2; exit 1; }
 
 lint: $(DEV_ENV)/.installed
 	$(DEV_ENV)/bin/ruff format --check .

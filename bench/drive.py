@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from bench.load import LoadError, LoadResult, run_wrk
+from bench.load import LoadError, LoadResult, body_headers, run_wrk
 from bench.plan import LoadRun, schedule
 from bench.report import ServerResult
 from bench.servers import (
@@ -69,7 +69,8 @@ def measure_run(
     server: RunningServer, run: LoadRun, body_path: Path, duration: float
 ) -> tuple[LoadResult, CpuShare] | None:
     """Load `server` with `run`; None if the endpoint does not answer 200."""
-    if http_status(server.port, "POST", run.path, body_path.read_bytes()) != 200:
+    body, headers = body_path.read_bytes(), body_headers(body_path)
+    if http_status(server.port, "POST", run.path, body, headers) != 200:
         return None
     pids = process_tree(server.process.pid)
     workers = worker_pids(server.process.pid)

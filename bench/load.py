@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WRK_SCRIPT = Path(__file__).with_name("post.lua")
+# post.lua sends the lines of BODY.headers ("Name: value") with BODY; without
+# that file the body is JSON.
+HEADERS_SUFFIX = ".headers"
+JSON_HEADERS = {"Content-Type": "application/json"}
 WRK_INSTALL_HINT = (
     "wrk is not installed: on Debian or Ubuntu run `apt-get install -y wrk` "
     "(as root, or with sudo), or `make bench-install-wrk`"
@@ -87,6 +91,14 @@ def parse_wrk_summary(output: str, rows_per_request: int = 1) -> LoadResult:
         )
     except (KeyError, ValueError) as error:
         raise LoadError(f"malformed wrk summary {line!r}: {error}") from None
+
+
+def body_headers(body_path: Path) -> dict[str, str]:
+    """The headers wrk sends with `body_path` (post.lua reads the same file)."""
+    sidecar = body_path.with_name(body_path.name + HEADERS_SUFFIX)
+    if not sidecar.exists():
+        return dict(JSON_HEADERS)
+    return dict(line.split(": ", 1) for line in sidecar.read_text().splitlines())
 
 
 def wrk_command(

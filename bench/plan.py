@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench.load import HEADERS_SUFFIX
 from bench.servers import HOST, ServerSpec, predict_probe, readyz_probe
 from contract import INPUT_NAME, INPUT_SIZE, MODEL_NAME, PIXEL_MAX, PIXEL_MIN
 
@@ -21,8 +22,6 @@ V2_INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
 V2_ROWS = (1, 64)
 V2_ENCODINGS = ("json", "binary")
 V2_CONNECTIONS = 8
-# bench/post.lua sends the lines of BODY.headers ("Name: value") as headers.
-HEADERS_SUFFIX = ".headers"
 PREDICT_CONNECTIONS = (1, 8, 32)
 # c=1 is one worker against the one-core decode floor; c=2 keeps both busy.
 BATCH_CONNECTIONS = (1, 2)

@@ -42,10 +42,20 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def http_status(port: int, method: str, path: str, body: bytes | None = None) -> int:
-    """Send one request to 127.0.0.1:`port`; return the status, 0 if unreachable."""
+def http_status(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> int:
+    """Send one request to 127.0.0.1:`port`; return the status, 0 if unreachable.
+
+    A body goes as JSON unless `headers` say otherwise.
+    """
     connection = http.client.HTTPConnection(HOST, port, timeout=PROBE_TIMEOUT_S)
-    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if headers is None:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
     try:
         connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()

@@ -13,6 +13,7 @@ from serving.config import ServeConfig
 from serving.http import PROTOCOL_PREFIXES_KEY, install_http_layer
 from serving.model import Predictor
 from serving.openapi import build_openapi
+from serving.page import page
 from serving.protocol_routes import PROTOCOL_PREFIXES, protocols
 from serving.routes import STATE_KEY, ServiceState, api
 from serving.telemetry import configure_logging, install_request_hooks, record_model
@@ -69,6 +70,7 @@ def create_app(
     )
     app.register_blueprint(api)
     app.register_blueprint(protocols)
+    app.register_blueprint(page)
     app.config[PROTOCOL_PREFIXES_KEY] = PROTOCOL_PREFIXES
     # Swagger UI's assets ship inside the flask-swagger-ui wheel: no CDN needed.
     app.register_blueprint(

@@ -237,7 +237,24 @@ def protocol_operations() -> dict[str, dict[str, Any]]:
     """The KServe V1 and Open Inference Protocol V2 routes."""
     model, version = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
     return {
-        "/": protocol_get("KServe V1 server liveness", "Status"),
+        "/": {
+            "get": {
+                "summary": "The draw-a-digit page, or KServe V1's server liveness",
+                "description": (
+                    "A browser (Accept: text/html) gets the page; other clients "
+                    'get {"status": "alive"}, which the kserve SDK reads.'
+                ),
+                "responses": {
+                    "200": {
+                        "description": "the page, or the liveness answer",
+                        "content": {
+                            "text/html": {"schema": {"type": "string"}},
+                            **json_content("Status")["content"],
+                        },
+                    }
+                },
+            }
+        },
         "/v2": protocol_get("Server metadata", "ServerMetadata"),
         "/v2/health/live": protocol_get("Server liveness", "Live"),
         "/v2/health/ready": protocol_get(

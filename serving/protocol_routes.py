@@ -68,12 +68,6 @@ def protocol_body() -> bytes:
     return request.get_data(cache=False)
 
 
-@protocols.get("/")
-def root_liveness() -> Response:
-    """KServe V1's server liveness: its client reads {"status": "alive"}."""
-    return jsonify({"status": "alive"})
-
-
 # Open Inference Protocol (V2) -------------------------------------------------
 
 

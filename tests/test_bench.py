@@ -13,10 +13,15 @@ from pathlib import Path
 import pytest
 
 from bench.envsize import canonical, requirement_names
-from bench.load import LoadError, LoadResult, parse_wrk_summary, wrk_command
+from bench.load import (
+    LoadError,
+    LoadResult,
+    body_headers,
+    parse_wrk_summary,
+    wrk_command,
+)
 from bench.plan import (
     GUNICORN,
-    HEADERS_SUFFIX,
     NOOP,
     NOOP_PATH,
     PRODUCTION,
@@ -405,12 +410,7 @@ def test_every_body_the_bench_sends_is_answered_200_by_its_route(client, tmp_pat
     bodies = write_bodies(tmp_path)
     for run in production_runs():
         path = bodies[run.body]
-        sidecar = path.with_name(path.name + HEADERS_SUFFIX)
-        headers = {"Content-Type": "application/json"}
-        if sidecar.exists():
-            headers = dict(
-                line.split(": ", 1) for line in sidecar.read_text().splitlines()
-            )
+        headers = body_headers(path)
         response = client.post(run.path, data=path.read_bytes(), headers=headers)
         assert response.status_code == 200, (run.label, response.data[:200])
         if run.encoding == "binary":
