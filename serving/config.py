@@ -114,6 +114,13 @@ class ServeConfig:
         between(1, 256),
         "onnxruntime compute threads per worker.",
     )
+    malloc_arenas: int = setting(
+        "SERVE_MALLOC_ARENAS",
+        2,
+        between(0, 1024),
+        "glibc malloc arenas per worker; 0 keeps glibc's default (8 per core), "
+        "with which each server thread keeps the memory it freed.",
+    )
     timeout: int = setting(
         "SERVE_TIMEOUT",
         10,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
 from contract import INPUT_NAME, INPUT_SIZE, OUTPUT_NAME, MetadataKey
 from serving.http import InvalidInput, parse_json_body
@@ -36,6 +36,25 @@ EXTENSIONS = ["binary_tensor_data"]
 # ONNX element types the graph may declare, as the protocol names them.
 DATATYPES = {"tensor(float)": "FP32"}
 WIRE_DTYPES = {"FP32": np.dtype("<f4")}
+# Far above any valid request (one input, one output, two dimensions), and
+# checked before marshmallow walks a list item by item: a 1 MB shape list would
+# otherwise cost a worker about a second before it is refused.
+MAX_TENSORS = 8
+MAX_DIMS = 8
+MAX_PARAMETERS = 32
+
+
+def check_lengths(data: object, limits: dict[str, int]) -> None:
+    """Refuse lists and objects in `data` longer than their limit, by key."""
+    if not isinstance(data, dict):
+        return  # marshmallow reports the wrong type
+    errors = {
+        key: [f"at most {limit} items, got {len(data[key])}"]
+        for key, limit in limits.items()
+        if isinstance(data.get(key), list | dict) and len(data[key]) > limit
+    }
+    if errors:
+        raise ValidationError(errors)
 
 
 def datatype(onnx_type: str) -> str:
@@ -93,6 +112,11 @@ class InferInputSchema(Schema):
         metadata={"description": "row-major values, flat or nested by shape"}
     )
 
+    @pre_load
+    def bound_lengths(self, data: object, **kwargs: Any) -> object:
+        check_lengths(data, {"shape": MAX_DIMS, "parameters": MAX_PARAMETERS})
+        return data
+
 
 class RequestedOutputSchema(Schema):
     """One output the client asks for."""
@@ -103,6 +127,11 @@ class RequestedOutputSchema(Schema):
         load_default=dict,
         metadata={"description": "binary_data: return this output as raw bytes"},
     )
+
+    @pre_load
+    def bound_lengths(self, data: object, **kwargs: Any) -> object:
+        check_lengths(data, {"parameters": MAX_PARAMETERS})
+        return data
 
 
 class InferRequestSchema(Schema):
@@ -125,6 +154,18 @@ class InferRequestSchema(Schema):
         fields.Nested(InferInputSchema), required=True, validate=validate.Length(1)
     )
     outputs = fields.List(fields.Nested(RequestedOutputSchema))
+
+    @pre_load
+    def bound_lengths(self, data: object, **kwargs: Any) -> object:
+        check_lengths(
+            data,
+            {
+                "inputs": MAX_TENSORS,
+                "outputs": MAX_TENSORS,
+                "parameters": MAX_PARAMETERS,
+            },
+        )
+        return data
 
 
 class InferOutputSchema(Schema):

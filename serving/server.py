@@ -10,6 +10,7 @@ one onnxruntime thread per session no library thread exists at the fork.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -28,6 +29,25 @@ from serving.config import ServeConfig
 
 APP_FACTORY = "serving.app:create_app"
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+M_ARENA_MAX = -8  # glibc's <malloc.h>
+
+
+def limit_malloc_arenas(arenas: int) -> bool:
+    """Cap glibc's malloc arenas for this process and the workers it forks.
+
+    glibc gives threads their own arenas, up to 8 per core, and an arena keeps
+    what was freed in it. A worker's request threads then each hold the peak of
+    the requests they ran: after 1024-row batches, about 13 MiB more per worker
+    (README, Benchmark). Returns whether the cap was set: 0 keeps glibc's
+    default, and a libc without mallopt (musl, macOS) is left alone.
+    """
+    if arenas == 0:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return mallopt(M_ARENA_MAX, arenas) == 1
 
 
 @contextmanager
@@ -132,6 +152,8 @@ def serve(config: ServeConfig, start_line: str = "", target: str = APP_FACTORY) 
         configure_logging(config.log_level)
         if start_line:
             logging.getLogger("serving.main").info(start_line)
+        # Before the workers and their threads exist.
+        limit_malloc_arenas(config.malloc_arenas)
         # Explicit: Python 3.14 changes the default, and granian follows it.
         multiprocessing.set_start_method("fork", force=True)
         build_server(config, target).serve()

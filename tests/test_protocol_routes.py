@@ -322,6 +322,14 @@ def valid_input(**overrides) -> dict:
             "must be a boolean",
         ),
         ({"inputs": [valid_input(parameters={"binary_data_size": 256})]}, "both"),
+        # Long lists are refused by their length, before they are walked.
+        ({"inputs": [valid_input(shape=[1] * 500_000)]}, "at most 8 items"),
+        ({"inputs": [valid_input()] * 9}, "at most 8 items"),
+        ({"inputs": [valid_input()], "outputs": [{"name": "x"}] * 9}, "at most 8"),
+        (
+            {"inputs": [valid_input(parameters={str(i): 1 for i in range(33)})]},
+            "at most 32 items",
+        ),
     ],
 )
 def test_bad_infer_requests_are_400_with_a_reason(client, served, body, phrase):
