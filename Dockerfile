@@ -1,9 +1,11 @@
-# syntax=docker/dockerfile:1
 # Two stages, one per environment of the project:
 #   train       requirements-train.txt (CPU torch) + training/, runs the export
 #   serve       requirements-serve.txt only + serving/, contract.py and the
-#               model.onnx the train stage wrote; no torch, no compiler, non-root
-#               (serve-deps builds its venv, so that pip stays out of the image)
+#               model.onnx the train stage wrote; no torch, no compiler, no
+#               pip, non-root (serve-deps builds its venv)
+# Needs BuildKit for RUN --mount: Docker Engine 23 or newer builds with it by
+# default; Engine 20.10 with DOCKER_BUILDKIT=1. No `# syntax=` line: BuildKit's
+# built-in Dockerfile frontend reads this file, so no frontend image is pulled.
 # `docker compose up --build` builds the serve target; the README shows more.
 # scripts/two_stage_native.sh repeats these stages without Docker, in CI.
 
@@ -12,8 +14,13 @@
 # path. To pin a digest as well as the tag:
 #   --build-arg PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:...
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# Where torch alone comes from: PyTorch's CPU wheels. Behind a mirror or
+# offline, point it at a PEP 503 index that has the torch wheel:
+#   --build-arg TORCH_INDEX_URL=https://mirror.example/pytorch/whl/cpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
 FROM ${PYTHON_IMAGE} AS train
+ARG TORCH_INDEX_URL
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONUNBUFFERED=1
@@ -31,7 +38,7 @@ COPY requirements-train.txt ./
 # the torch download across edits of requirements-train.txt.
 RUN --mount=type=cache,target=/root/.cache/pip \
     grep -E '^torch==' requirements-train.txt > /tmp/torch.txt \
-    && pip install --no-deps --index-url https://download.pytorch.org/whl/cpu -r /tmp/torch.txt \
+    && pip install --no-deps --index-url "${TORCH_INDEX_URL}" -r /tmp/torch.txt \
     && pip install -r requirements-train.txt \
     && pip check \
     && python -c "import sys, torch; sys.exit(f'CUDA torch {torch.__version__}' if torch.version.cuda else 0)"
@@ -40,7 +47,8 @@ COPY training/ training/
 # Writes /app/artifacts/model.onnx (plus model.json, checkpoint, plots).
 RUN python -m training.export
 
-# The serving venv, built here so that pip never runs in the final image.
+# The serving venv, built here so that pip never runs in the final image; pip
+# and setuptools, which venv puts in every environment, leave it once done.
 FROM ${PYTHON_IMAGE} AS serve-deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
@@ -49,7 +57,8 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     python -m venv /opt/venv \
     && /opt/venv/bin/pip install -r /tmp/requirements-serve.txt \
     && /opt/venv/bin/pip check \
-    && /opt/venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)"
+    && /opt/venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is not None)" \
+    && /opt/venv/bin/python -m pip uninstall --yes --quiet pip setuptools
 
 FROM ${PYTHON_IMAGE} AS serve
 # HOST, PORT and SERVE_* are the variables of the native run (serving/config.py);

@@ -32,13 +32,18 @@ def main() -> None:
     except ConfigError as error:
         sys.exit(f"error: {error}")
     start_line = check_model(config)
-    from serving.server import PortInUse, ensure_port_is_free, serve
+    from serving.server import (
+        MetricsDirectoryError,
+        PortInUse,
+        ensure_port_is_free,
+        serve,
+    )
 
     try:
         ensure_port_is_free(config.host, config.port)
-    except PortInUse as error:
+        serve(config, start_line)
+    except (PortInUse, MetricsDirectoryError) as error:
         sys.exit(f"error: {error}")
-    serve(config, start_line)
 
 
 if __name__ == "__main__":

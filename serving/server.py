@@ -50,6 +50,10 @@ def limit_malloc_arenas(arenas: int) -> bool:
     return mallopt(M_ARENA_MAX, arenas) == 1
 
 
+class MetricsDirectoryError(OSError):
+    """No directory the workers can share their metrics in."""
+
+
 @contextmanager
 def metrics_directory(configured: str) -> Iterator[str]:
     """Yield an empty directory for the workers' metric files.
@@ -58,12 +62,21 @@ def metrics_directory(configured: str) -> Iterator[str]:
     Only prometheus-client's own files are cleared: a shared directory may
     hold others.
     """
-    path = configured or tempfile.mkdtemp(prefix="digits-metrics-")
     try:
+        path = configured or tempfile.mkdtemp(prefix="digits-metrics-")
         os.makedirs(path, exist_ok=True)
         for name in os.listdir(path):
             if name.endswith(".db"):
                 os.remove(os.path.join(path, name))
+    except OSError as error:
+        where = repr(configured) if configured else "a temporary directory"
+        raise MetricsDirectoryError(
+            f"cannot use {where} for the workers' metrics: "
+            f"{error.strerror or error}; set {METRICS_DIR_VARIABLE} to a writable "
+            "directory, or give the process a writable TMPDIR (a tmpfs at /tmp "
+            "on a read-only root filesystem)"
+        ) from None
+    try:
         yield path
     finally:
         if not configured:

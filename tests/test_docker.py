@@ -322,13 +322,30 @@ def healthcheck_probe(value: str) -> list[str]:
 
 def test_train_stage_installs_cpu_torch_then_the_train_requirements(stages):
     (run, *_) = [r for r in stages["train"].all("RUN") if "pip install" in r.value]
-    assert "--index-url https://download.pytorch.org/whl/cpu" in run.value
+    assert '--index-url "${TORCH_INDEX_URL}"' in run.value
+    # The index is a build argument, PyTorch's CPU wheels unless told otherwise.
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    default = re.search(r"^ARG TORCH_INDEX_URL=(\S+)$", dockerfile, re.MULTILINE)
+    assert default and default[1] == "https://download.pytorch.org/whl/cpu"
+    assert stages["train"].all("ARG")[0].value == "TORCH_INDEX_URL"
     first, second = pip_install_args(run.value)
     assert "--no-deps" in first and second == ["-r", "requirements-train.txt"]
     # Both the Dockerfile and the native script take the pin from this line.
     requirements = (REPO_ROOT / "requirements-train.txt").read_text().splitlines()
     pins = [line for line in requirements if re.match(r"torch==", line)]
     assert len(pins) == 1 and re.fullmatch(r"torch==\d+\.\d+\.\d+", pins[0])
+
+
+def test_the_build_pulls_no_frontend_image():
+    """A `# syntax=` line makes BuildKit pull its frontend from Docker Hub."""
+    first_lines = (REPO_ROOT / "Dockerfile").read_text().splitlines()[:5]
+    assert not any(line.lower().startswith("# syntax") for line in first_lines)
+
+
+def test_the_serve_venv_leaves_pip_and_setuptools_behind(stages):
+    (run,) = [r for r in stages["serve-deps"].all("RUN") if "venv" in r.value]
+    commands = [part.strip() for part in run.value.split("&&")]
+    assert commands[-1].endswith("pip uninstall --yes --quiet pip setuptools")
 
 
 # --- build context -----------------------------------------------------------

@@ -106,6 +106,30 @@ def test_missing_model_refuses_to_start_with_one_line(serve_python, tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    ("metrics_dir", "reason"),
+    [
+        ("file", "File exists"),  # a path that is a file
+        ("file/inside", "Not a directory"),
+    ],
+)
+def test_an_unusable_metrics_directory_refuses_to_start_with_one_line(
+    serve_python, onnx_path, tmp_path, metrics_dir, reason
+):
+    (tmp_path / "file").write_text("not a directory")
+    log_path = tmp_path / "server.log"
+    settings = {
+        "PORT": str(free_port()),
+        "SERVE_MODEL_PATH": str(onnx_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / metrics_dir),
+    }
+    process = start_server(serve_python, settings, log_path)
+    assert process.wait(timeout=30) != 0
+    (line,) = log_path.read_text().strip().splitlines()
+    assert line.startswith(f"error: cannot use '{tmp_path / metrics_dir}' for the")
+    assert reason in line and "writable" in line
+
+
 def predict_200_count(base: str) -> float:
     """Read /predict 200s from /metrics, as a scraper would."""
     with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:

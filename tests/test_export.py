@@ -171,3 +171,19 @@ def test_parity_check_fails_loudly_when_graph_and_weights_disagree(
 def test_export_keeps_matplotlib_off_its_import_path():
     code = "import sys, training.export; assert 'matplotlib' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+def test_an_unwritable_output_directory_is_one_line_not_a_traceback(
+    monkeypatch, capsys
+):
+    """As the Compose train service saw it: a root-owned ./artifacts mount."""
+    from training import export
+
+    def refuse(config):
+        raise PermissionError(13, "Permission denied", "/app/artifacts/model.onnx")
+
+    monkeypatch.setattr(export, "run_export", refuse)
+    assert export.main() == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("export failed: cannot write /app/artifacts/model.onnx")
+    assert "HOST_UID=$(id -u)" in line

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -152,6 +153,17 @@ def main() -> int:
         run_export(config_from_env())
     except (ValueError, RuntimeError) as error:
         print(f"export failed: {error}", file=sys.stderr)
+        return 1
+    except PermissionError as error:
+        # Typically a bind-mounted artifacts/ owned by another user (Compose's
+        # train service runs as HOST_UID:HOST_GID, 1000:1000 unless told).
+        print(
+            f"export failed: cannot write {error.filename}: permission denied "
+            f"(running as uid {os.getuid()}); make the output directory writable "
+            "for this user, or run as its owner (with Compose: HOST_UID=$(id -u) "
+            "HOST_GID=$(id -g))",
+            file=sys.stderr,
+        )
         return 1
     log(f"done in {time.perf_counter() - started:.1f}s")
     return 0
