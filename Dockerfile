@@ -70,9 +70,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=8000 \
     SERVE_MODEL_PATH=/app/artifacts/model.onnx
+# onnxruntime keeps a telemetry device id in the XDG cache and warns, in plain
+# text on every start, when it cannot write it. /tmp is the one directory a
+# read-only container must have writable anyway (the metrics live there).
+ENV XDG_CACHE_HOME=/tmp/.cache
 # A non-root user, named by number below because Kubernetes' runAsNonRoot can
-# only verify a numeric USER. It needs a writable home: onnxruntime keeps a
-# device id under ~/.cache and warns in every worker when it cannot write it.
+# only verify a numeric USER.
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app \
     --no-log-init app

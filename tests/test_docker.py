@@ -27,7 +27,7 @@ from scripts.docker_stages import (
     parse_dockerfile,
     parse_dockerignore,
 )
-from serving.config import ENV_NAMES
+from serving.config import ENV_NAMES, ServeConfig
 from tests.conftest import REPO_ROOT
 from training.config import TrainConfig
 
@@ -303,9 +303,17 @@ def test_serve_image_settings_agree_with_each_other(stages):
     assert expose.value == env["PORT"]
     model_dest = f"{serve.workdir()}/{MODEL_FROM_TRAIN}"
     assert env["SERVE_MODEL_PATH"] == model_dest
-    assert set(env) - {"PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"} <= set(
-        ENV_NAMES.values()
-    ), "the image sets a variable serving/config.py does not read"
+    python_and_libraries = {
+        "PATH",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONUNBUFFERED",
+        "XDG_CACHE_HOME",
+    }
+    assert set(env) - python_and_libraries <= set(ENV_NAMES.values()), (
+        "the image sets a variable serving/config.py does not read"
+    )
+    # The one writable place a read-only container needs is /tmp.
+    assert env["XDG_CACHE_HOME"].startswith("/tmp/")
     (cmd,) = serve.all("CMD")
     assert cmd.words() == ["python", "-m", "serving"]
     (healthcheck,) = serve.all("HEALTHCHECK")
@@ -444,18 +452,84 @@ def test_compose_schema_check_rejects_a_typo(compose, tmp_path):
     assert result.returncode != 0 and "restrat" in result.stdout
 
 
-def test_compose_api_is_the_serve_target_with_port_health_and_restart(compose, stages):
+BUILD_ARGS = {
+    "PYTHON_IMAGE": "${PYTHON_IMAGE:-python:3.11-slim-bookworm}",
+    "TORCH_INDEX_URL": "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}",
+}
+
+
+def dockerfile_arg_defaults() -> dict[str, str]:
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    return dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.MULTILINE))
+
+
+def test_compose_builds_with_the_dockerfile_defaults_unless_told(compose):
+    """A mirror or an offline index is one variable away, today's values default."""
+    defaults = dockerfile_arg_defaults()
+    for service in ("api", "train"):
+        args = compose["services"][service]["build"]["args"]
+        assert args == BUILD_ARGS
+        for name, value in args.items():
+            assert interpolate_defaults(value) == defaults[name]
+
+
+def test_compose_api_is_the_serve_target_with_health_and_restart(compose, stages):
     api = compose["services"]["api"]
-    assert api["build"] == {"context": ".", "target": SERVE_STAGE}
+    assert {k: v for k, v in api["build"].items() if k != "args"} == {
+        "context": ".",
+        "target": SERVE_STAGE,
+    }
     env = stages[SERVE_STAGE].env()
-    (mapping,) = api["ports"]
-    published, container = split_port(mapping)
-    assert container == env["PORT"]
-    # The published side follows PORT, as the native run does, default 8000.
-    assert published == "${PORT:-8000}"
+    # Only the proxy publishes a port; the API is reached on the compose network.
+    assert "ports" not in api
+    assert api["expose"] == [env["PORT"]]
     (healthcheck,) = stages[SERVE_STAGE].all("HEALTHCHECK")
     assert api["healthcheck"]["test"] == ["CMD", *healthcheck_probe(healthcheck.value)]
+    # Probed every second until healthy, so the proxy starts soon after readiness.
+    assert api["healthcheck"]["start_interval"] == "1s"
     assert api["restart"] == "unless-stopped"
+
+
+def test_compose_proxy_is_in_front_and_published_on_localhost(compose, stages):
+    proxy = compose["services"]["proxy"]
+    image, _, tag = interpolate_defaults(proxy["image"]).partition(":")
+    assert proxy["image"].startswith("${PROXY_IMAGE:-")
+    assert image == "nginx" and tag and tag != "latest"
+    assert proxy["depends_on"]["api"]["condition"] == "service_healthy"
+    (mapping,) = proxy["ports"]
+    # 127.0.0.1 by default, like the native run; the published port follows PORT.
+    parts = re.fullmatch(
+        r"\$\{BIND_ADDRESS:-127\.0\.0\.1\}:\$\{PORT:-8000\}:(\d+)", mapping
+    )
+    assert parts, mapping
+    container = parts[1]
+    (volume,) = proxy["volumes"]
+    source, target, mode = volume.split(":")
+    assert (REPO_ROOT / source).resolve() == NGINX_CONF and mode == "ro"
+    assert target == "/etc/nginx/conf.d/default.conf"
+    conf = NGINX_CONF.read_text()
+    assert re.search(rf"^\s*listen {container};", conf, re.MULTILINE)
+    port = stages[SERVE_STAGE].env()["PORT"]
+    assert f"http://api:{port}" in conf
+
+
+@pytest.mark.parametrize("service", ["proxy", "api"])
+def test_compose_services_run_hardened(compose, service):
+    spec = compose["services"][service]
+    assert spec["read_only"] is True
+    assert "/tmp" in spec["tmpfs"]
+    assert spec["cap_drop"] == ["ALL"]
+    assert set(spec.get("cap_add", [])) <= {"CHOWN", "SETGID", "SETUID"}
+    assert spec["security_opt"] == ["no-new-privileges:true"]
+    limits = spec["deploy"]["resources"]["limits"]
+    assert set(limits) == {"cpus", "memory", "pids"}
+
+
+def test_compose_api_cpu_limit_matches_its_default_workers(compose):
+    """SERVE_WORKERS=0 counts usable cores: the limit decides the workers."""
+    limits = compose["services"]["api"]["deploy"]["resources"]["limits"]
+    assert float(limits["cpus"]) == 2  # two workers, as the bench measures
+    assert limits["pids"] >= 2 * ServeConfig().threads + 64
 
 
 def test_compose_passes_every_serve_setting_but_those_the_image_fixes(compose):
@@ -469,7 +543,7 @@ def test_compose_passes_every_serve_setting_but_those_the_image_fixes(compose):
 def test_compose_train_profile_writes_the_model_to_the_host(compose, stages):
     train = compose["services"]["train"]
     assert train["profiles"] == ["train"]
-    assert train["build"] == {"context": ".", "target": "train"}
+    assert train["build"] == {"context": ".", "target": "train", "args": BUILD_ARGS}
     assert train["command"] == ["python", "-m", "training.export"]
     output_dir = f"{stages['train'].workdir()}/{TrainConfig().output_dir}"
     assert f"./artifacts:{output_dir}" in train["volumes"]
@@ -479,29 +553,16 @@ def test_compose_train_profile_writes_the_model_to_the_host(compose, stages):
     assert passed == {f"TRAIN_{name.upper()}" for name in fields}
 
 
-def test_compose_scale_puts_replicas_behind_nginx(compose, compose_scale, stages):
+def test_compose_scale_runs_one_worker_replicas_behind_the_same_proxy(
+    compose, compose_scale
+):
     api = compose_scale["services"]["api"]
-    assert isinstance(api["ports"], Reset) and api["ports"].value == []
-    lb = compose_scale["services"]["lb"]
-    image, _, tag = lb["image"].partition(":")
-    assert image == "nginx" and tag and tag != "latest"
-    assert lb["depends_on"]["api"]["condition"] == "service_healthy"
-    # The published port is the single service's, so clients change nothing.
-    (mapping,) = lb["ports"]
-    published, container = split_port(mapping)
-    (single,) = compose["services"]["api"]["ports"]
-    assert published == split_port(single)[0]
-    (volume,) = lb["volumes"]
-    source, target, mode = volume.split(":")
-    assert (REPO_ROOT / source).resolve() == NGINX_CONF and mode == "ro"
-    assert target == "/etc/nginx/conf.d/default.conf"
+    assert api["environment"] == ["SERVE_WORKERS=${SERVE_WORKERS:-1}"]
+    assert api["deploy"]["resources"]["limits"]["cpus"] == "1"
+    assert set(compose_scale["services"]) == {"api"}  # the base file's proxy
     conf = NGINX_CONF.read_text()
-    assert re.search(rf"^\s*listen {container};", conf, re.MULTILINE)
+    # Docker's DNS, re-resolved while serving, finds every replica.
     assert re.search(r"^\s*resolver 127\.0\.0\.11 ", conf, re.MULTILINE)
-    port = stages[SERVE_STAGE].env()["PORT"]
-    upstream = re.search(r"set \$(\w+) (\S+);", conf)
-    assert upstream and upstream[2] == f"http://api:{port}"
-    assert re.search(rf"proxy_pass \${upstream[1]};", conf)
 
 
 def test_nginx_accepts_every_body_the_api_accepts():
