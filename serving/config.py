@@ -9,6 +9,7 @@ one declaration (`python -m serving.config` prints the table).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -57,11 +58,52 @@ class Choice(fields.String):
         return super()._deserialize(value, attr, data, **kwargs).strip().lower()
 
 
-def default_workers() -> int:
-    """One worker per usable core: each worker runs onnxruntime on one thread."""
-    # The affinity mask honours cpusets (docker --cpuset-cpus, taskset), which
-    # os.cpu_count() ignores. CPU quotas (--cpus) still need SERVE_WORKERS.
-    return len(os.sched_getaffinity(0)) or 1
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def read_quota(quota_file: Path, period_file: Path | None = None) -> int | None:
+    """Whole cores (rounded up) of a CFS quota, or None for none or unreadable.
+
+    cgroup v2 keeps "QUOTA PERIOD" in one file ("max" for none); v1 keeps
+    each in its own file (-1 for none).
+    """
+    try:
+        if period_file is None:
+            quota, period = quota_file.read_text().split()
+        else:
+            quota, period = quota_file.read_text(), period_file.read_text()
+        if quota.strip() in ("max", "-1"):
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_quota_cores(cgroup_root: Path = CGROUP_ROOT) -> int | None:
+    """Cores this process's CPU quota grants (docker --cpus, a Kubernetes CPU
+    limit), rounded up; None when there is none. cgroup v2, then v1."""
+    v2 = read_quota(cgroup_root / "cpu.max")
+    if v2 is not None:
+        return v2
+    for controller in ("cpu", "cpu,cpuacct"):
+        directory = cgroup_root / controller
+        v1 = read_quota(directory / "cpu.cfs_quota_us", directory / "cpu.cfs_period_us")
+        if v1 is not None:
+            return v1
+    return None
+
+
+def default_workers(cgroup_root: Path = CGROUP_ROOT) -> int:
+    """One worker per usable core: each worker runs onnxruntime on one thread.
+
+    Usable means both schedulable and paid for: the affinity mask honours
+    cpusets (docker --cpuset-cpus, taskset), which os.cpu_count() ignores, and
+    a CPU quota caps it, so a container limited to 2 CPUs on a 64-core node
+    runs 2 workers rather than 64 that share 2 cores.
+    """
+    cores = len(os.sched_getaffinity(0)) or 1
+    quota = cpu_quota_cores(cgroup_root)
+    return min(cores, quota) if quota else cores
 
 
 @dataclass(frozen=True)
@@ -85,7 +127,8 @@ class ServeConfig:
         "SERVE_WORKERS",
         0,
         between(0, 256),
-        "Worker processes; 0 means one per usable core.",
+        "Worker processes; 0 means one per usable core (affinity, capped by a "
+        "cgroup CPU quota).",
     )
     threads: int = setting(
         "SERVE_THREADS",

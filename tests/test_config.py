@@ -1,6 +1,13 @@
+import os
+
 import pytest
 
-from serving.config import ConfigError, ServeConfig
+from serving.config import (
+    ConfigError,
+    ServeConfig,
+    cpu_quota_cores,
+    default_workers,
+)
 
 
 def test_defaults_bind_loopback_and_point_at_artifacts():
@@ -105,3 +112,38 @@ def test_several_bad_values_are_all_named():
     with pytest.raises(ConfigError) as caught:
         ServeConfig.from_env({"PORT": "x", "SERVE_THREADS": "0"})
     assert "PORT='x'" in str(caught.value) and "SERVE_THREADS=0" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "cores"),
+    [
+        ("200000 100000\n", 2),  # docker --cpus 2, a Kubernetes limit of 2
+        ("150000 100000\n", 2),  # 1.5 CPUs: a second worker uses the half
+        ("50000 100000\n", 1),
+        ("max 100000\n", None),  # no quota
+        ("garbage\n", None),
+    ],
+)
+def test_a_cgroup_v2_cpu_quota_is_read_in_whole_cores(tmp_path, cpu_max, cores):
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    assert cpu_quota_cores(tmp_path) == cores
+
+
+@pytest.mark.parametrize("controller", ["cpu", "cpu,cpuacct"])
+@pytest.mark.parametrize(("quota", "cores"), [("300000", 3), ("-1", None)])
+def test_a_cgroup_v1_cpu_quota_is_read_too(tmp_path, controller, quota, cores):
+    directory = tmp_path / controller
+    directory.mkdir()
+    (directory / "cpu.cfs_quota_us").write_text(f"{quota}\n")
+    (directory / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota_cores(tmp_path) == cores
+
+
+def test_default_workers_are_the_usable_cores_capped_by_the_quota(tmp_path):
+    usable = len(os.sched_getaffinity(0))
+    quota = tmp_path / "cpu.max"
+    quota.write_text("100000 100000\n")
+    assert default_workers(tmp_path) == 1
+    quota.write_text(f"{(usable + 4) * 100000} 100000\n")
+    assert default_workers(tmp_path) == usable  # a quota above the cores: no change
+    assert default_workers(tmp_path / "absent") == usable
