@@ -256,3 +256,38 @@ def test_the_shipped_test_digits_are_real_test_rows_the_model_gets_right(predict
     features = np.asarray([sample["features"] for sample in samples], np.float32)
     predicted = predictor.predict(features).labels.tolist()
     assert predicted == [sample["label"] for sample in samples]
+
+
+def test_a_digit_drawn_by_touch_on_a_phone_is_recognised(browser, base_url):
+    """Touch input reaches the pad as pointer events, and the page does not scroll."""
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(base_url + "/")
+    page.get_by_text("Ready:").wait_for()
+    touch = context.new_cdp_session(page)
+    box = page.get_by_test_id("pad").bounding_box()
+    scale = box["width"] / PAD_SIZE
+    for stroke in DRAWN_DIGITS[4]:
+        points = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in stroke]
+        path = [
+            (x0 + (x1 - x0) * step / 8, y0 + (y1 - y0) * step / 8)
+            for (x0, y0), (x1, y1) in zip(points, points[1:], strict=False)
+            for step in range(8)
+        ] + [points[-1]]
+        for kind, (x, y) in [("touchStart", path[0])] + [
+            ("touchMove", point) for point in path[1:]
+        ]:
+            touch.send(
+                "Input.dispatchTouchEvent",
+                {"type": kind, "touchPoints": [{"x": x, "y": y}]},
+            )
+        touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    expect(page.locator("main[data-answered='1']")).to_have_count(1)
+    assert page.get_by_test_id("prediction").text_content() == "4"
+    assert page.evaluate("() => window.scrollY") == 0
+    assert errors == []
+    context.close()
