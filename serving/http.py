@@ -113,12 +113,26 @@ class OrjsonProvider(JSONProvider):
 
 
 class StrictJsonRequest(Request):
-    """`get_json()` failures raise the service's errors, not Flask's bare 400/415."""
+    """`get_json()` failures raise the service's errors, not Flask's bare 400/415.
+
+    Every way of reading the body (`get_json`, `get_data`) also refuses a
+    Content-Encoding: the service reads bodies as sent.
+    """
 
     @property
     def is_json(self) -> bool:
         """Only application/json itself (any charset), not every +json type."""
         return self.mimetype == JSON_MIMETYPE
+
+    def get_data(self, *args: Any, **kwargs: Any) -> Any:
+        """The body as sent; a compressed one is refused, never misread as JSON."""
+        coding = self.headers.get("Content-Encoding", "").strip().lower()
+        if coding not in ("", "identity"):
+            raise UnsupportedMediaType(
+                f"Content-Encoding {coding[:40]!r} is not supported; "
+                "send the body uncompressed"
+            )
+        return super().get_data(*args, **kwargs)
 
     def on_json_loading_failed(self, e: ValueError | None) -> Any:
         if e is None:  # Flask's signal for a Content-Type that is not JSON

@@ -1,4 +1,5 @@
 import dataclasses
+import gzip
 import io
 import json
 
@@ -148,6 +149,30 @@ def test_body_that_is_not_an_object_is_a_422(client, body):
 def test_wrong_content_type_is_a_415(client, content_type):
     response = post_predict(client, {"features": VALID}, content_type=content_type)
     assert_error(response, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate", "x-custom"])
+def test_a_compressed_body_is_a_415_not_misread(client, coding):
+    body = json.dumps({"features": VALID}).encode()
+    sent = gzip.compress(body) if coding == "gzip" else body  # br: readable JSON
+    for path in ("/predict", "/v2/models/digits-mlp/infer"):
+        response = client.post(
+            path,
+            data=sent,
+            headers={"Content-Type": "application/json", "Content-Encoding": coding},
+        )
+        assert response.status_code == 415, (path, coding)
+        assert response.headers["X-Error-Code"] == "unsupported_media_type"
+        assert "send the body uncompressed" in response.get_data(as_text=True)
+
+
+def test_identity_content_encoding_is_the_body_as_sent(client):
+    response = client.post(
+        "/predict",
+        json={"features": VALID},
+        headers={"Content-Encoding": "identity"},
+    )
+    assert response.status_code == 200
 
 
 def test_unknown_route_is_a_json_404(client):
