@@ -10,7 +10,11 @@ from flask_swagger_ui import get_swaggerui_blueprint
 
 from contract import INPUT_SIZE, MetadataKey
 from serving.config import ServeConfig
-from serving.http import PROTOCOL_PREFIXES_KEY, install_http_layer
+from serving.http import (
+    PROTOCOL_PREFIXES_KEY,
+    install_http_layer,
+    require_one_host,
+)
 from serving.model import Predictor
 from serving.openapi import build_openapi
 from serving.page import page
@@ -79,6 +83,8 @@ def create_app(
         )
     )
     install_request_hooks(app, write_access_log=config.access_log)
+    # After the request id is stamped, so that the refusal carries one.
+    app.before_request(require_one_host)
     if warm:
         warm_up(app)
     return app

@@ -67,6 +67,11 @@ class UnsupportedMediaType(ServingError):
     code = "unsupported_media_type"
 
 
+class BadRequest(ServingError):
+    status = 400
+    code = "bad_request"
+
+
 class NotReady(ServingError):
     status = 503
     code = "not_ready"
@@ -141,6 +146,20 @@ class StrictJsonRequest(Request):
                 f"got {self.mimetype or 'nothing'!r}"
             )
         raise InvalidJSON(f"request body is not valid JSON: {e}")
+
+
+def require_one_host() -> None:
+    """An HTTP/1.1 request needs exactly one Host header (RFC 9112, 3.2).
+
+    The HTTP server passes a request without one, or with two (joined by a
+    comma), on to the app; answer it as the RFC says, with a 400.
+    """
+    environ = request.environ
+    host = environ.get("HTTP_HOST")
+    if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" and not host:
+        raise BadRequest("an HTTP/1.1 request needs a Host header")
+    if host is not None and "," in host:
+        raise BadRequest("a request must have exactly one Host header")
 
 
 def parse_json_body(body: bytes) -> Any:

@@ -193,6 +193,14 @@ def test_requests_the_parser_accepts_get_the_json_error_shape(server_port):
         (raw_request(b"GET /% HTTP/1.1", b"Host: x", b"Connection: close"), 404),
         (raw_request(b"GET /../../x HTTP/1.1", b"Host: x", b"Connection: close"), 404),
         (raw_request(b"BREW /predict HTTP/1.1", b"Host: x", b"Connection: close"), 405),
+        # RFC 9112, 3.2: an HTTP/1.1 request has exactly one Host header.
+        (raw_request(b"GET /healthz HTTP/1.1", b"Connection: close"), 400),
+        (
+            raw_request(
+                b"GET /healthz HTTP/1.1", b"Host: a", b"Host: b", b"Connection: close"
+            ),
+            400,
+        ),
         (
             raw_request(
                 b"POST /predict HTTP/1.1",
@@ -207,7 +215,13 @@ def test_requests_the_parser_accepts_get_the_json_error_shape(server_port):
     ]
     for payload, status in cases:
         reply = exchange(server_port, payload)
+        assert b"x-request-id:" in reply.lower()
         head, _, body = reply.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 %d " % status), reply[:200]
         assert b"content-type: application/json" in head.lower()
         assert set(json.loads(body)["error"]) == {"code", "message", "details"}
+
+
+def test_http_1_0_needs_no_host(server_port):
+    reply = exchange(server_port, b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.0 200 OK") or reply.startswith(b"HTTP/1.1 200 OK")
