@@ -9,7 +9,7 @@ MODEL := artifacts/model.onnx
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run export evaluate test lint format clean browser
+.PHONY: run export evaluate test lint format clean browser nginx
 
 run: $(MODEL) $(SERVE_ENV)/.installed
 	$(SERVE_ENV)/bin/python -m serving
@@ -22,8 +22,16 @@ export: $(TRAIN_ENV)/.installed
 evaluate: $(TRAIN_ENV)/.installed
 	$(TRAIN_ENV)/bin/python -m training.evaluate --seeds 0-4
 
-test: lint browser
+test: lint browser nginx
 	$(DEV_ENV)/bin/python -m pytest
+
+# tests/test_nginx.py runs deploy/nginx/ in Debian's nginx, natively; the
+# package's own site, which it starts on port 80, is stopped again.
+nginx:
+	@test -x /usr/sbin/nginx || { apt-get update && apt-get install -y nginx \
+		&& { systemctl disable --now nginx 2>/dev/null || service nginx stop 2>/dev/null || true; }; } \
+		|| { echo "tests/test_nginx.py needs Debian's nginx:" \
+			"run 'apt-get install -y nginx' as root" >&2; exit 1; }
 
 # tests/test_page.py drives Debian's chromium with Playwright (Playwright's own
 # browser download is never used).

@@ -34,7 +34,8 @@ from training.config import TrainConfig
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 COMPOSE = REPO_ROOT / "docker-compose.yml"
 COMPOSE_SCALE = REPO_ROOT / "docker-compose.scale.yml"
-NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
+NGINX_CONF = REPO_ROOT / "deploy" / "nginx" / "default.conf"
+NGINX_MAIN_CONF = REPO_ROOT / "deploy" / "nginx" / "nginx.conf"
 SCRIPTS_DIR = Path(sysconfig.get_path("scripts"))  # where pip put hadolint
 SERVE_STAGE = "serve"
 SERVE_FILES_FROM_CONTEXT = ("contract.py", "serving/")
@@ -503,10 +504,20 @@ def test_compose_proxy_is_in_front_and_published_on_localhost(compose, stages):
     )
     assert parts, mapping
     container = parts[1]
-    (volume,) = proxy["volumes"]
-    source, target, mode = volume.split(":")
-    assert (REPO_ROOT / source).resolve() == NGINX_CONF and mode == "ro"
-    assert target == "/etc/nginx/conf.d/default.conf"
+    mounts = {}
+    for volume in proxy["volumes"]:
+        source, target, mode = volume.split(":")
+        assert mode == "ro"
+        mounts[(REPO_ROOT / source).resolve()] = target
+    assert mounts == {
+        NGINX_MAIN_CONF: "/etc/nginx/nginx.conf",
+        NGINX_CONF: "/etc/nginx/conf.d/default.conf",
+    }
+    main = NGINX_MAIN_CONF.read_text()
+    # One worker for the proxy's one CPU; the server block is included.
+    assert re.search(r"^worker_processes 1;$", main, re.MULTILINE)
+    assert float(proxy["deploy"]["resources"]["limits"]["cpus"]) == 1
+    assert "include /etc/nginx/conf.d/*.conf;" in main
     conf = NGINX_CONF.read_text()
     assert re.search(rf"^\s*listen {container};", conf, re.MULTILINE)
     port = stages[SERVE_STAGE].env()["PORT"]
@@ -568,14 +579,30 @@ def test_compose_scale_runs_one_worker_replicas_behind_the_same_proxy(
 def test_nginx_accepts_every_body_the_api_accepts():
     from serving.config import ServeConfig
 
-    match = re.search(r"client_max_body_size\s+(\d+)m;", NGINX_CONF.read_text())
+    conf = NGINX_CONF.read_text()
+    match = re.search(r"client_max_body_size\s+(\d+)m;", conf)
     assert match, "client_max_body_size must be set in megabytes"
-    assert int(match.group(1)) * 1024 * 1024 >= ServeConfig().max_content_length
+    limit = int(match.group(1)) * 1024 * 1024
+    assert limit >= ServeConfig().max_content_length
+    # nginx's own 413 states the limit it applies.
+    (body,) = re.findall(r"return 413 '(.*)';", conf)
+    assert json.loads(body)["error"]["details"] == {"limit_bytes": limit}
 
 
 def test_nginx_own_errors_are_json_in_the_api_shape():
+    # tests/test_nginx.py sends the requests behind these to a real nginx.
     conf = NGINX_CONF.read_text()
-    bodies = re.findall(r"return (\d{3}) '(.*)';", conf)
-    assert {status for status, _ in bodies} == {"400", "413", "503", "504"}
-    for _, body in bodies:
-        assert set(json.loads(body)["error"]) == {"code", "message", "details"}
+    redirects = re.findall(r"^\s*error_page ([\d ]+?) = (\S+);", conf, re.MULTILINE)
+    answers = dict(re.findall(r"location = (\S+) \{\s*return (\d{3} '.*');", conf))
+    handled = {status for statuses, _ in redirects for status in statuses.split()}
+    assert {"400", "413", "414", "494", "502", "503", "504", "505"} <= handled
+    assert len(re.findall(r"^\s*error_page ", conf, re.MULTILINE)) == len(redirects)
+    for _, uri in redirects:
+        # A real URI: a named location fails for a request nginx could not
+        # parse (it has no URI), with a 500 HTML page.
+        assert uri.startswith("/"), uri
+        status, _, body = answers[uri].partition(" ")
+        error = json.loads(body.strip("'"))["error"]
+        assert set(error) == {"code", "message", "details"}
+        # X-Error-Code is taken from the URI's last segment.
+        assert error["code"] == uri.rsplit("/", 1)[1]
