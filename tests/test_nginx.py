@@ -21,15 +21,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import resource
 import selectors
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,17 +34,16 @@ from pathlib import Path
 
 import pytest
 
+from scripts.nginx_native import (
+    HOST,
+    NGINX_CONF,
+    NginxMissing,
+)
+from scripts.nginx_native import running_nginx as native_nginx
 from serving.config import ServeConfig
-from tests.conftest import REPO_ROOT, free_port, serving_process
+from tests.conftest import free_port, serving_process
 
-NGINX_CONF = REPO_ROOT / "deploy" / "nginx" / "default.conf"
-NGINX_MAIN_CONF = REPO_ROOT / "deploy" / "nginx" / "nginx.conf"
-# The two lines written for Compose, which the test replaces.
-COMPOSE_LISTEN = "listen 8080;"
-COMPOSE_UPSTREAM = "set $api_upstream http://api:8000;"
-START_TIMEOUT_S = 10
 LOG_WAIT_S = 3
-HOST = "127.0.0.1"
 
 PREDICT_BODY = json.dumps({"features": [0] * 64}).encode()
 API_BODY_LIMIT = ServeConfig().max_content_length
@@ -77,65 +71,7 @@ def config_seconds(directive: str) -> float:
     return float(value[:-1])
 
 
-def deployment_limits() -> str:
-    """The connection limits of the main config Compose mounts, as they stand."""
-    text = NGINX_MAIN_CONF.read_text()
-    (rlimit,) = re.findall(r"^worker_rlimit_nofile\s+\d+;$", text, re.MULTILINE)
-    (events,) = re.findall(r"^events \{.*?^\}$", text, re.MULTILINE | re.DOTALL)
-    assert "worker_connections" in events, events
-    (workers,) = re.findall(r"^worker_processes\s+1;$", text, re.MULTILINE)
-    return f"{workers}\n{rlimit}\n{events}\n"
-
-
-def substitute_once(text: str, old: str, new: str) -> str:
-    # Exactly once: if the Compose line changed, fail rather than test a
-    # config that still points at a Docker service name.
-    assert text.count(old) == 1, f"{old!r} must appear once in {NGINX_CONF}"
-    return text.replace(old, new)
-
-
-def server_block(port: int, upstream: str) -> str:
-    """deploy/nginx/default.conf with only its listen and its upstream changed."""
-    text = NGINX_CONF.read_text()
-    text = substitute_once(text, COMPOSE_LISTEN, f"listen {HOST}:{port};")
-    return substitute_once(text, COMPOSE_UPSTREAM, f"set $api_upstream {upstream};")
-
-
-def upstream_group(name: str, ports: list[int]) -> str:
-    servers = " ".join(f"server {HOST}:{port};" for port in ports)
-    return f"    upstream {name} {{ {servers} }}\n"
-
-
-def main_config(prefix: Path, replica_groups: dict[str, list[int]]) -> str:
-    """The nginx.conf around the server block: foreground, files under prefix."""
-    groups = "".join(upstream_group(n, ports) for n, ports in replica_groups.items())
-    temp_paths = "".join(
-        f"    {kind}_temp_path {prefix / kind};\n"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    # Started as root, nginx runs its workers as `nobody`, who could not write
-    # spooled request bodies into this root-only temporary directory.
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    return (
-        f"daemon off;\n{user}pid {prefix / 'nginx.pid'};\n"
-        f"error_log stderr notice;\n{deployment_limits()}"
-        f"http {{\n{temp_paths}{groups}    include {prefix / 'server.conf'};\n}}\n"
-    )
-
-
 # --- running nginx and the API ---------------------------------------------
-
-
-def nginx_binary() -> str:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-    if found is None:
-        pytest.fail(
-            "tests/test_nginx.py needs Debian's nginx: run "
-            "'apt-get update && apt-get install -y nginx' as root "
-            "(make test does so when it is missing)",
-            pytrace=False,
-        )
-    return found
 
 
 def wait_for_log_entry(log: Path, request_id: str) -> dict:
@@ -167,43 +103,16 @@ class Nginx(Server):
     error_log: Path  # nginx's own text lines
 
 
-def wait_until_accepting(port: int, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            socket.create_connection((HOST, port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)  # not listening yet
-    raise AssertionError(f"nginx did not listen within {START_TIMEOUT_S}s")
-
-
 @contextmanager
 def running_nginx(
     directory: Path, upstream: str, replica_groups: dict[str, list[int]] | None = None
 ) -> Iterator[Nginx]:
-    """nginx in the foreground with the project's server block; stopped after."""
-    binary = nginx_binary()
-    prefix = Path(tempfile.mkdtemp(prefix="nginx-", dir=directory))
-    port = free_port()
-    (prefix / "server.conf").write_text(server_block(port, upstream))
-    (prefix / "nginx.conf").write_text(main_config(prefix, replica_groups or {}))
-    # The config logs requests to /dev/stdout: here, the access log file.
-    nginx = Nginx(port, prefix / "access.log", prefix / "error.log")
-    command = [binary, "-p", prefix, "-c", prefix / "nginx.conf", "-e", "stderr"]
-    with nginx.access_log.open("w") as stdout, nginx.error_log.open("w") as stderr:
-        process = subprocess.Popen(command, stdout=stdout, stderr=stderr)
+    """The project's nginx natively (scripts/nginx_native.py); stopped after."""
     try:
-        wait_until_accepting(port, process, nginx.error_log)
-        yield nginx
-    finally:
-        process.send_signal(signal.SIGTERM)  # fast shutdown: drops slow clients
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        with native_nginx(directory, upstream, replica_groups) as native:
+            yield Nginx(native.port, native.access_log, native.error_log)
+    except NginxMissing as missing:
+        pytest.fail(str(missing), pytrace=False)
 
 
 @pytest.fixture(scope="module")
