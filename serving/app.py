@@ -11,6 +11,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from contract import INPUT_SIZE, MetadataKey
 from serving.config import ServeConfig
 from serving.http import (
+    MAX_JSON_CONTAINERS_KEY,
     PROTOCOL_PREFIXES_KEY,
     install_http_layer,
     require_one_host,
@@ -26,6 +27,7 @@ logger = logging.getLogger("serving.app")
 
 DOCS_URL = "/docs"
 WARM_UP_BATCH_SIZES = (1, 64)  # first calls allocate; do it before traffic
+JSON_CONTAINER_SLACK = 64
 
 
 def warm_up(app: Flask) -> None:
@@ -63,6 +65,8 @@ def create_app(
 
     app = Flask(__name__, static_folder=None)  # no static files to serve
     install_http_layer(app, config.max_content_length, config.app_concurrency)
+    # One array per row, and a few around them, in any valid request.
+    app.config[MAX_JSON_CONTAINERS_KEY] = config.max_batch_rows + JSON_CONTAINER_SLACK
     app.extensions[STATE_KEY] = ServiceState(
         predictor=predictor,
         max_batch_rows=config.max_batch_rows,

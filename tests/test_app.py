@@ -334,3 +334,55 @@ def test_at_most_app_concurrency_requests_run_app_code_at_once(
         statuses = list(pool.map(call, range(6)))
     assert statuses == [200] * 6
     assert most[0] == concurrency
+
+
+def test_unknown_keys_are_reported_boundedly(client):
+    body = {"features": VALID, **{f"extra{i}": 0 for i in range(500)}}
+    response = post_predict(client, body)
+    error = assert_error(response, 422, "invalid_request")
+    assert len(error["details"]) == 11  # ten named, then how many more
+    assert error["details"]["_more"] == ["490 more not shown"]
+    assert len(response.data) < 4096
+
+
+def test_a_huge_key_name_is_not_echoed_back(client):
+    response = post_predict(client, {"features": VALID, "k" * 100_000: 0})
+    error = assert_error(response, 422, "invalid_request")
+    (key,) = error["details"]
+    assert len(key) == 64 and key.endswith("...")
+    assert len(response.data) < 1024
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 1200 + "]" * 1200,  # deep
+        '{"instances": [' + ",".join(["[]"] * 1100) + "]}",  # many arrays
+        "{" + ",".join(f'"k{i}": 0' for i in range(1100)) + "}",  # many keys
+    ],
+    ids=["nested", "arrays", "keys"],
+)
+def test_json_with_more_containers_or_keys_than_any_valid_request_is_400(client, body):
+    for path in ("/predict", "/predict/batch"):
+        response = (
+            post_predict(client, body)
+            if path == "/predict"
+            else client.post(path, data=body, content_type="application/json")
+        )
+        error = assert_error(response, 400, "json_too_complex")
+        assert "at most 1088" in error["message"]
+    v2 = client.post("/v2/models/digits-mlp/infer", data=body)
+    assert v2.status_code == 400
+    assert v2.headers["X-Error-Code"] == "json_too_complex"
+
+
+def test_the_largest_valid_batch_is_not_too_complex(client):
+    rows = [[16.0] * 64] * 1024
+    response = client.post("/predict/batch", json={"instances": rows})
+    assert response.status_code == 200
+    v2 = {
+        "inputs": [
+            {"name": "features", "shape": [1024, 64], "datatype": "FP32", "data": rows}
+        ]
+    }
+    assert client.post("/v2/models/digits-mlp/infer", json=v2).status_code == 200

@@ -467,7 +467,7 @@ def test_oversize_protocol_bodies_are_413_in_the_protocol_shape(
 
 def test_error_messages_stay_short_whatever_the_request_held(client, served):
     long_name = "x" * 2_000_000
-    unknown_fields = {f"k{i}" * 50: 1 for i in range(2000)}
+    unknown_fields = {f"k{i}" * 50: 1 for i in range(500)}
     for body in (
         {"inputs": [valid_input(**unknown_fields)]},
         {"inputs": [valid_input(name=long_name)]},
