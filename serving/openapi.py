@@ -69,7 +69,10 @@ def error_reply(description: str) -> dict:
 
 
 VALIDATION_ERRORS = {
-    "400": error_reply("body is not valid JSON (NaN, Infinity, 1e400 included)"),
+    "400": error_reply(
+        "body is not valid JSON (NaN, Infinity, 1e400 included), or has more "
+        "arrays, objects or keys than any valid request (json_too_complex)"
+    ),
     "413": error_reply("body larger than the configured limit"),
     "415": error_reply("Content-Type is not application/json"),
     "422": error_reply("body failed validation; details name each bad value"),
