@@ -12,15 +12,20 @@ from serving.config import ConfigError, ServeConfig
 
 
 def check_model(config: ServeConfig) -> str:
-    """Load the model once; return the start line, or exit with a one-line error."""
-    from serving.model import ModelLoadError, Predictor
+    """Verify the model once for every worker; return the start line.
+
+    Exits with a one-line error when the file is missing or unusable.
+    """
+    from serving.model import ModelLoadError
+    from serving.rollout import adopt, verify
 
     try:
-        info = Predictor.load(config.model_path).info
+        model = verify(config.model_path)
     except ModelLoadError as error:
         sys.exit(f"error: {error}")
+    adopt(model)  # the workers, forked from here, open these bytes
     return (
-        f"serving {info.path} (sha256 {info.sha256[:12]}) on http://{config.bind} "
+        f"serving {model.path} (sha256 {model.sha256[:12]}) on http://{config.bind} "
         f"with {config.worker_count} worker(s)"
     )
 

@@ -20,6 +20,7 @@ from serving.model import Predictor
 from serving.openapi import build_openapi
 from serving.page import page
 from serving.protocol_routes import PROTOCOL_PREFIXES, protocols
+from serving.rollout import load_predictor
 from serving.routes import STATE_KEY, ServiceState, api
 from serving.telemetry import configure_logging, install_request_hooks, record_model
 
@@ -55,7 +56,7 @@ def create_app(
     """
     config = config or ServeConfig.from_env()
     configure_logging(config.log_level)
-    predictor = predictor or Predictor.load(config.model_path, config.ort_threads)
+    predictor = predictor or load_predictor(config.model_path, config.ort_threads)
     metadata = predictor.info.metadata
     record_model(
         metadata[MetadataKey.MODEL_NAME],

@@ -162,7 +162,14 @@ class Predictor:
     def load(cls, path: str | Path, intra_op_threads: int = 1) -> Predictor:
         """Load and check the model at `path`; raise ModelLoadError if unusable."""
         path = Path(path)
-        model_bytes = read_model_bytes(path)
+        return cls.from_bytes(read_model_bytes(path), path, intra_op_threads)
+
+    @classmethod
+    def from_bytes(
+        cls, model_bytes: bytes, path: str | Path, intra_op_threads: int = 1
+    ) -> Predictor:
+        """Check and open a model read from `path`; raise ModelLoadError if unusable."""
+        path = Path(path)
         session = create_session(model_bytes, path, intra_op_threads)
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:

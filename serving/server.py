@@ -26,6 +26,7 @@ from granian.log import LogLevels
 from granian.server import Server
 
 from serving.config import ServeConfig
+from serving.rollout import reload_model
 
 APP_FACTORY = "serving.app:create_app"
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -115,7 +116,7 @@ def build_server(config: ServeConfig, target: str = APP_FACTORY) -> Server:
     # mode when first imported, so only after serve() has set the directory.
     from serving.telemetry import server_logging_config
 
-    return Server(
+    server = Server(
         target,
         factory=True,
         address=config.host,
@@ -149,6 +150,10 @@ def build_server(config: ServeConfig, target: str = APP_FACTORY) -> Server:
         # per worker also delays a SIGTERM that arrives during a reload.
         respawn_interval=1.0,
     )
+    # SIGHUP: granian calls this in the launcher, then forks new workers from
+    # it, which open whatever model it holds: the new one if it checked out.
+    server.on_reload(lambda: reload_model(config.model_path))
+    return server
 
 
 def serve(config: ServeConfig, start_line: str = "", target: str = APP_FACTORY) -> None:

@@ -130,6 +130,12 @@ MODEL_INFO = Gauge(
     multiprocess_mode="livemax",
 )
 
+MODEL_RELOADS = Counter(
+    "digits_model_reloads_total",
+    "SIGHUP model reloads, by result: accepted, or refused (the old model stays).",
+    ["result"],
+)
+
 # Label children are looked up once: `labels()` costs a lock and a dict lookup.
 PREDICTIONS_BY_CLASS = [PREDICTIONS.labels(digit=str(label)) for label in CLASSES]
 
@@ -165,6 +171,11 @@ def record_request(endpoint: str, method: str, status: int, seconds: float) -> N
     """Count one finished request and observe its latency."""
     request_counter(endpoint, method, status).inc()
     latency_histogram(endpoint).observe(seconds)
+
+
+def record_reload(accepted: bool) -> None:
+    """Count one model reload by its result (in the launcher process)."""
+    MODEL_RELOADS.labels("accepted" if accepted else "refused").inc()
 
 
 def record_model(name: str, version: str, sha256: str) -> None:

@@ -1,0 +1,149 @@
+"""Model rollout and model faults, on a real `python -m serving` (2 workers).
+
+The launcher verifies the model file and the workers open its bytes: a file
+changed under the server changes nothing until SIGHUP, and SIGHUP adopts a new
+file only if it checks out. Each test serves its own copy of the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import onnx
+import pytest
+
+from contract import MetadataKey
+from tests.conftest import serving_process
+from tests.test_server import children_of, load_until, metric_samples
+
+REPLACE_TIMEOUT_S = 30
+
+
+@pytest.fixture()
+def served_copy(onnx_path, tmp_path):
+    """A server on its own copy of the model: (process, port, model path, log)."""
+    model = tmp_path / "model.onnx"
+    shutil.copy(onnx_path, model)
+    log = tmp_path / "server.log"
+    with serving_process(model, log, workers=2) as (process, port):
+        yield process, port, model, log
+
+
+def model_versions(port: int, requests: int = 12) -> set[str]:
+    """The versions GET /model answers, each request on a new connection."""
+    versions = set()
+    for _ in range(requests):
+        url = f"http://127.0.0.1:{port}/model"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            versions.add(json.loads(response.read())["version"])
+    return versions
+
+
+def write_new_version(source: Path, target: Path, suffix: str) -> str:
+    """A valid model like `source` with another version, written as a rollout
+    should be: beside the target, then renamed over it."""
+    model = onnx.load(source)
+    version = ""
+    for prop in model.metadata_props:
+        if prop.key == MetadataKey.MODEL_VERSION:
+            prop.value = version = f"{prop.value}-{suffix}"
+    staged = target.with_name(target.name + ".new")
+    onnx.save(model, staged)
+    os.replace(staged, target)
+    return version
+
+
+def kill_one_worker_and_wait_for_its_replacement(process) -> None:
+    workers = children_of(process.pid)
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + REPLACE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        current = children_of(process.pid)
+        if victim not in current and len(current) == 2:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the killed worker was not replaced")
+
+
+def reload_results(port: int) -> dict[str, float]:
+    return {
+        sample.labels["result"]: sample.value
+        for sample in metric_samples(port)
+        if sample.name == "digits_model_reloads_total"
+    }
+
+
+def wait_until_replaced(process, old_workers: set[int]) -> None:
+    deadline = time.monotonic() + REPLACE_TIMEOUT_S
+    while time.monotonic() < deadline and children_of(process.pid) & old_workers:
+        time.sleep(0.2)
+    assert not children_of(process.pid) & old_workers, "workers were not replaced"
+
+
+def test_a_corrupt_file_and_a_dead_worker_leave_the_server_serving(served_copy):
+    process, port, model, _ = served_copy
+    (before,) = model_versions(port)
+    model.write_bytes(b"not a model")
+    kill_one_worker_and_wait_for_its_replacement(process)
+    assert process.poll() is None
+    assert model_versions(port) == {before}  # the new worker too
+
+
+def test_a_replaced_file_never_makes_workers_disagree(served_copy, onnx_path):
+    process, port, model, _ = served_copy
+    (before,) = model_versions(port)
+    write_new_version(onnx_path, model, "unreloaded")
+    kill_one_worker_and_wait_for_its_replacement(process)
+    assert model_versions(port, requests=20) == {before}
+    (info,) = [s for s in metric_samples(port) if s.name == "digits_model_info"]
+    assert info.labels["version"] == before
+
+
+def test_sighup_rolls_out_a_good_model_under_load_without_a_failure(
+    served_copy, onnx_path
+):
+    process, port, model, _ = served_copy
+    new_version = write_new_version(onnx_path, model, "rollout")
+    old_workers = children_of(process.pid)
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loads = [pool.submit(load_until, port, stop, keep) for keep in (False, True)]
+        time.sleep(0.5)
+        process.send_signal(signal.SIGHUP)
+        wait_until_replaced(process, old_workers)
+        time.sleep(0.5)
+        stop.set()
+        failures = [failure for load in loads for failure in load.result()]
+    assert failures == []
+    assert model_versions(port, requests=20) == {new_version}
+    infos = [s for s in metric_samples(port) if s.name == "digits_model_info"]
+    assert [info.labels["version"] for info in infos] == [new_version]
+    assert reload_results(port) == {"accepted": 1.0}
+
+
+def test_sighup_with_a_bad_model_keeps_the_old_one_and_says_so(served_copy):
+    process, port, model, log = served_copy
+    (before,) = model_versions(port)
+    model.write_bytes(b"\x00" * 100)
+    old_workers = children_of(process.pid)
+    process.send_signal(signal.SIGHUP)
+    wait_until_replaced(process, old_workers)  # granian restarts them anyway
+    assert model_versions(port, requests=20) == {before}
+    assert reload_results(port) == {"refused": 1.0}
+    refusals = [
+        json.loads(line)
+        for line in log.read_text().splitlines()
+        if "model reload refused" in line
+    ]
+    (refusal,) = refusals  # one JSON line, no traceback
+    assert refusal["level"] == "error" and "cannot load" in refusal["message"]
+    assert "Traceback" not in log.read_text()
