@@ -90,6 +90,11 @@ class NotReady(ServingError):
     code = "not_ready"
 
 
+class MetricsDown(ServingError):
+    status = 503
+    code = "metrics_unavailable"
+
+
 class InvalidInput(ServingError):
     """A protocol request that is well-formed JSON but not a valid inference."""
 

@@ -12,9 +12,13 @@ from typing import Any
 import numpy as np
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from serving.http import NotReady
+from serving.http import MetricsDown, NotReady
 from serving.model import Predictor
-from serving.telemetry import record_predictions, render_metrics
+from serving.telemetry import (
+    MetricsUnavailable,
+    record_predictions,
+    render_metrics,
+)
 from serving.validation import (
     PredictBatchRequestSchema,
     PredictRequestSchema,
@@ -97,5 +101,8 @@ def openapi() -> Response:
 
 @api.get("/metrics")
 def metrics() -> Response:
-    body, content_type = render_metrics(state().metrics_dir)
+    try:
+        body, content_type = render_metrics(state().metrics_dir)
+    except MetricsUnavailable as problem:
+        raise MetricsDown(str(problem)) from None
     return Response(body, content_type=content_type)

@@ -18,6 +18,8 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
+from typing import ParamSpec
 
 import numpy as np
 import orjson
@@ -34,6 +36,8 @@ from prometheus_client import (
 )
 
 from contract import CLASSES
+
+P = ParamSpec("P")
 
 # Attributes every LogRecord has; anything else came in through `extra=`.
 STANDARD_ATTRIBUTES = frozenset(
@@ -140,6 +144,35 @@ MODEL_RELOADS = Counter(
 PREDICTIONS_BY_CLASS = [PREDICTIONS.labels(digit=str(label)) for label in CLASSES]
 
 
+class MetricsUnavailable(RuntimeError):
+    """The metrics cannot be read or written; serving goes on without them."""
+
+
+# Why this process's metrics stopped working, once they have; None while fine.
+metrics_problem: str | None = None
+
+
+def never_fails(record: Callable[P, None]) -> Callable[P, None]:
+    """Metrics degrade, serving does not: a failed metric write (the metrics
+    directory deleted, read-only or full) is logged once per process and the
+    request goes on. GET /metrics then answers 503, saying why."""
+
+    @functools.wraps(record)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        global metrics_problem
+        try:
+            record(*args, **kwargs)
+        except Exception as error:  # prometheus-client raises OSError and others
+            if metrics_problem is None:
+                metrics_problem = f"{type(error).__name__}: {error}"
+                logging.getLogger("serving.metrics").error(
+                    f"metrics disabled in this worker: {metrics_problem}"
+                )
+
+    return guarded
+
+
+@never_fails
 def record_predictions(labels: np.ndarray) -> None:
     """Count (n,) predicted class indices, overall and per class."""
     ROWS_PREDICTED.inc(len(labels))
@@ -167,17 +200,20 @@ def latency_histogram(endpoint: str) -> Histogram:
     return LATENCY.labels(endpoint)
 
 
+@never_fails
 def record_request(endpoint: str, method: str, status: int, seconds: float) -> None:
     """Count one finished request and observe its latency."""
     request_counter(endpoint, method, status).inc()
     latency_histogram(endpoint).observe(seconds)
 
 
+@never_fails
 def record_reload(accepted: bool) -> None:
     """Count one model reload by its result (in the launcher process)."""
     MODEL_RELOADS.labels("accepted" if accepted else "refused").inc()
 
 
+@never_fails
 def record_model(name: str, version: str, sha256: str) -> None:
     """Publish which model this worker serves."""
     MODEL_INFO.labels(name, version, sha256).set(1)
@@ -208,14 +244,28 @@ def forget_dead_workers(metrics_dir: str) -> None:
 
 
 def render_metrics(metrics_dir: str) -> tuple[bytes, str]:
-    """Return the exposition text (summed over workers) and its content type."""
-    if metrics_dir:
+    """Return the exposition text (summed over workers) and its content type.
+
+    Raises MetricsUnavailable when they cannot be read, or this worker could
+    not write its own (the figures would be silently short).
+    """
+    if metrics_problem is not None:
+        raise MetricsUnavailable(f"metrics are not being recorded: {metrics_problem}")
+    if not metrics_dir:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    if not os.path.isdir(metrics_dir):
+        raise MetricsUnavailable(
+            f"the metrics directory {metrics_dir} is gone or is not a directory"
+        )
+    try:
         forget_dead_workers(metrics_dir)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=metrics_dir)
-    else:
-        registry = REGISTRY
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    except (OSError, ValueError) as error:
+        raise MetricsUnavailable(
+            f"cannot read the metrics directory {metrics_dir}: {error}"
+        ) from None
 
 
 REQUEST_ID_HEADER = "X-Request-ID"

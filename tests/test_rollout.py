@@ -1,4 +1,4 @@
-"""Model rollout and model faults, on a real `python -m serving` (2 workers).
+"""Model rollout, model faults and metrics faults, on a real `python -m serving`.
 
 The launcher verifies the model file and the workers open its bytes: a file
 changed under the server changes nothing until SIGHUP, and SIGHUP adopts a new
@@ -13,6 +13,7 @@ import shutil
 import signal
 import threading
 import time
+import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 
 from contract import MetadataKey
 from tests.conftest import serving_process
-from tests.test_server import children_of, load_until, metric_samples
+from tests.test_server import children_of, load_until, metric_samples, metrics_dir_of
 
 REPLACE_TIMEOUT_S = 30
 
@@ -147,3 +148,41 @@ def test_sighup_with_a_bad_model_keeps_the_old_one_and_says_so(served_copy):
     (refusal,) = refusals  # one JSON line, no traceback
     assert refusal["level"] == "error" and "cannot load" in refusal["message"]
     assert "Traceback" not in log.read_text()
+
+
+def predict_statuses(port: int, count: int) -> list[int]:
+    """Statuses of `count` POST /predict, each on a new connection."""
+    statuses = []
+    body = json.dumps({"features": [0] * 64}).encode()
+    for _ in range(count):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            statuses.append(response.status)
+    return statuses
+
+
+def test_a_deleted_metrics_directory_degrades_metrics_not_serving(served_copy):
+    """A /tmp cleaner removing the directory: predictions go on, /metrics says why."""
+    process, port, _, log = served_copy
+    shutil.rmtree(metrics_dir_of(process.pid))
+    assert predict_statuses(port, 10) == [200] * 10
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        raise AssertionError("/metrics answered 200 without its directory")
+    except urllib.error.HTTPError as error:
+        assert error.code == 503
+        body = json.loads(error.read())
+    assert body["error"]["code"] == "metrics_unavailable"
+    message = body["error"]["message"]
+    assert "No such file or directory" in message or "is gone" in message
+    kill_one_worker_and_wait_for_its_replacement(process)  # boots without metrics
+    assert process.poll() is None
+    assert predict_statuses(port, 10) == [200] * 10
+    problems = [
+        line for line in log.read_text().splitlines() if "metrics disabled" in line
+    ]
+    assert problems and all(json.loads(line)["level"] == "error" for line in problems)
