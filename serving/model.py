@@ -81,12 +81,19 @@ class ModelInfo:
 
 def read_model_bytes(path: Path) -> bytes:
     """Read the file, explaining how to produce it when it is missing."""
+    if path.exists() and not path.is_file():
+        raise ModelLoadError(f"model path is not a file: {path}")
     if not path.is_file():
         raise ModelLoadError(
             f"model file not found: {path} "
             "(create it with `python -m training.export`, or set SERVE_MODEL_PATH)"
         )
-    return path.read_bytes()
+    try:
+        return path.read_bytes()
+    except OSError as error:  # unreadable: permissions, I/O errors
+        raise ModelLoadError(
+            f"cannot read the model file {path}: {error.strerror or error}"
+        ) from None
 
 
 def create_session(model_bytes: bytes, path: Path, intra_op_threads: int):

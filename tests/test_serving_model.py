@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -123,3 +125,21 @@ def test_describe_skips_figures_an_older_model_lacks(tmp_path, onnx_path):
     metrics = model.info.describe()["metrics"]
     assert "temperature" not in metrics and "test_ece" not in metrics
     assert metrics["test_accuracy"] == float(metadata[MetadataKey.TEST_ACCURACY])
+
+
+def test_a_directory_is_refused_as_not_a_file(tmp_path):
+    with pytest.raises(ModelLoadError, match="model path is not a file"):
+        Predictor.load(tmp_path)
+
+
+def test_an_unreadable_file_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"x")
+
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(ModelLoadError) as raised:
+        Predictor.load(model)
+    assert str(raised.value) == f"cannot read the model file {model}: Permission denied"
