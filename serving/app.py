@@ -19,9 +19,13 @@ from serving.http import (
 from serving.model import Predictor
 from serving.openapi import build_openapi
 from serving.page import page
-from serving.protocol_routes import PROTOCOL_PREFIXES, protocols
+from serving.protocol_routes import (
+    PROTOCOL_PREFIXES,
+    PROTOCOL_PROBE_PATHS,
+    protocols,
+)
 from serving.rollout import load_predictor
-from serving.routes import STATE_KEY, ServiceState, api
+from serving.routes import PROBE_PATHS, STATE_KEY, ServiceState, api
 from serving.telemetry import configure_logging, install_request_hooks, record_model
 
 logger = logging.getLogger("serving.app")
@@ -65,7 +69,12 @@ def create_app(
     )
 
     app = Flask(__name__, static_folder=None)  # no static files to serve
-    install_http_layer(app, config.max_content_length, config.app_concurrency)
+    install_http_layer(
+        app,
+        config.max_content_length,
+        config.app_concurrency,
+        probes=PROBE_PATHS | PROTOCOL_PROBE_PATHS,
+    )
     # One array per row, and a few around them, in any valid request.
     app.config[MAX_JSON_CONTAINERS_KEY] = config.max_batch_rows + JSON_CONTAINER_SLACK
     app.extensions[STATE_KEY] = ServiceState(

@@ -34,6 +34,7 @@ logger = logging.getLogger("serving.http")
 JSON_MIMETYPE = "application/json"
 DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
 DRAIN_CHUNK_BYTES = 64 * 1024
+PROBE_METHODS = frozenset({"GET", "HEAD"})
 UNSIZED_KEY = "digits.unsized_body"  # environ flag: sent without Content-Length
 # Codes for the Werkzeug exceptions whose default name is not the one clients
 # already match on; every other one is named after its reason phrase.
@@ -275,19 +276,28 @@ class FifoGate:
                 self._free += 1
 
 
-def admit_with_whole_bodies(wsgi_app, limit: int, concurrency: int):
+def admit_with_whole_bodies(
+    wsgi_app, limit: int, concurrency: int, probes: frozenset[str] = frozenset()
+):
     """Read each body, then let at most `concurrency` requests run the app at once.
 
     The app's work is CPU-bound and holds the GIL: a few requests at a time,
     taken in arrival order, answer with a short, even tail, where many
     threads sharing the GIL make every request wait for all the others. The
-    server's threads stay free to wait for slow uploads.
+    server's threads stay free to wait for slow uploads. Health probes (GET on
+    a path in `probes`) skip the queue: they cost microseconds, and a probe
+    stuck behind a burst of predictions would get a busy pod restarted or
+    taken out of its load balancer.
     """
     slots = FifoGate(concurrency)
 
     def app(environ: dict, start_response):
         buffer_body(environ, limit)
         environ[STARTED_KEY] = time.perf_counter()  # latency includes the wait
+        if environ["REQUEST_METHOD"] in PROBE_METHODS and (
+            environ.get("PATH_INFO") in probes
+        ):
+            return wsgi_app(environ, start_response)
         with slots:
             return wsgi_app(environ, start_response)
 
@@ -403,7 +413,12 @@ def handle_unexpected_error(error: Exception) -> Response:
     return error_response(500, "internal_error", "internal server error")
 
 
-def install_http_layer(app: Flask, max_content_length: int, concurrency: int) -> None:
+def install_http_layer(
+    app: Flask,
+    max_content_length: int,
+    concurrency: int,
+    probes: frozenset[str] = frozenset(),
+) -> None:
     """Strict JSON, the body size limit and the error shape, for every route."""
     app.request_class = StrictJsonRequest
     app.json = OrjsonProvider(app)
@@ -411,7 +426,7 @@ def install_http_layer(app: Flask, max_content_length: int, concurrency: int) ->
     # Without this, Flask answers OPTIONS itself with an empty HTML 200.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.wsgi_app = admit_with_whole_bodies(
-        app.wsgi_app, max_content_length, concurrency
+        app.wsgi_app, max_content_length, concurrency, probes
     )
     app.register_error_handler(ServingError, handle_serving_error)
     app.register_error_handler(ValidationError, handle_validation_error)

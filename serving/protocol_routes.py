@@ -29,6 +29,7 @@ from serving.routes import ServiceState, state
 from serving.telemetry import record_predictions
 
 PROTOCOL_PREFIXES = ("/v1/", "/v2")
+PROTOCOL_PROBE_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 SERVER_NAME = "workflow-mnist"
 SERVER_VERSION = "0.1.0"  # the project's version (pyproject.toml); a test compares
 

@@ -26,6 +26,7 @@ from serving.validation import (
 )
 
 STATE_KEY = "digits"
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})  # answered without queueing
 
 api = Blueprint("api", __name__)
 

@@ -386,3 +386,38 @@ def test_the_largest_valid_batch_is_not_too_complex(client):
         ]
     }
     assert client.post("/v2/models/digits-mlp/infer", json=v2).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "probe", ["/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"]
+)
+def test_health_probes_skip_the_queue_of_predictions(serve_config, predictor, probe):
+    """A probe answers while the one app slot is busy; a prediction waits."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = create_app(dataclasses.replace(serve_config, app_concurrency=1), predictor)
+    inside, release = threading.Event(), threading.Event()
+
+    @app.post("/busy")
+    def busy():
+        inside.set()
+        release.wait(timeout=10)
+        return {"done": True}
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        holder = pool.submit(lambda: app.test_client().post("/busy").status_code)
+        assert inside.wait(timeout=5)
+        started = time.monotonic()
+        assert app.test_client().get(probe).status_code == 200
+        probe_seconds = time.monotonic() - started
+        queued = pool.submit(
+            lambda: post_predict(app.test_client(), {"features": VALID})
+        )
+        time.sleep(0.2)
+        assert not queued.done()  # predictions still wait their turn
+        release.set()
+        assert holder.result(timeout=10) == 200
+        assert queued.result(timeout=10).status_code == 200
+    assert probe_seconds < 1.0
