@@ -585,15 +585,30 @@ def test_nginx_accepts_every_body_the_api_accepts():
     limit = int(match.group(1)) * 1024 * 1024
     assert limit >= ServeConfig().max_content_length
     # nginx's own 413 states the limit it applies.
-    (body,) = re.findall(r"return 413 '(.*)';", conf)
+    protocol_body, body = re.findall(r"return 413 '(.*)';", conf)
     assert json.loads(body)["error"]["details"] == {"limit_bytes": limit}
+    assert "2 MiB" in json.loads(protocol_body)["error"]
+    assert limit == 2 * 1024 * 1024
 
 
 def test_nginx_own_errors_are_json_in_the_api_shape():
     # tests/test_nginx.py sends the requests behind these to a real nginx.
     conf = NGINX_CONF.read_text()
     redirects = re.findall(r"^\s*error_page ([\d ]+?) = (\S+);", conf, re.MULTILINE)
-    answers = dict(re.findall(r"location = (\S+) \{\s*return (\d{3} '.*');", conf))
+    # Each error location answers the protocols' paths first, then the rest.
+    answers = dict(
+        re.findall(
+            r"location = (\S+) \{\s*if \(\$lb_protocol_path\) \{\s*return \d{3} "
+            r"'.*';\s*\}\s*return (\d{3} '.*');",
+            conf,
+        )
+    )
+    protocol_answers = re.findall(
+        r"if \(\$lb_protocol_path\) \{\s*return (\d{3}) '(.*)';", conf
+    )
+    assert len(protocol_answers) == len(answers)
+    for _, body in protocol_answers:
+        assert set(json.loads(body)) == {"error"}
     handled = {status for statuses, _ in redirects for status in statuses.split()}
     assert {"400", "413", "414", "494", "502", "503", "504", "505"} <= handled
     assert len(re.findall(r"^\s*error_page ", conf, re.MULTILINE)) == len(redirects)

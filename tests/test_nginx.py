@@ -609,3 +609,35 @@ def test_slow_clients_neither_delay_normal_requests_nor_stay(
     assert max(seconds for _, seconds in results) < 1.0, results
     assert closed == slow_total
     assert "worker_connections are not enough" not in errors
+
+
+def test_nginx_answers_the_protocol_paths_in_the_protocols_shape(proxy: Nginx):
+    """tritonclient and kserve read {"error": "<message>"} on /v1 and /v2 paths."""
+    too_large = raw_request(
+        "POST /v2/models/digits-mlp/infer HTTP/1.1",
+        HOST_HEADER,
+        f"Content-Length: {API_BODY_LIMIT + 1}",
+    )
+    for raw in (
+        too_large,
+        raw_request(
+            "POST /v1/models/digits-mlp:predict HTTP/1.1",
+            HOST_HEADER,
+            "Transfer-Encoding: br",
+        ),
+    ):
+        answer = exchange(proxy.port, raw)
+        assert answer.status in (413, 501), answer.body[:300]
+        body = json.loads(answer.body)
+        assert set(body) == {"error"} and isinstance(body["error"], str)
+        assert answer.headers["X-Error-Code"] in {
+            "payload_too_large",
+            "not_implemented",
+        }
+        assert NGINX_REQUEST_ID.fullmatch(answer.headers["X-Request-ID"])
+    # Other paths keep the service's own shape, and so does a request line
+    # nginx cannot parse (it has no path to go by).
+    plain = exchange(
+        proxy.port, too_large.replace(b"/v2/models/digits-mlp/infer", b"/predict")
+    )
+    assert plain.error()["code"] == "payload_too_large"
