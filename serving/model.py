@@ -210,9 +210,10 @@ class Predictor:
     def predict(self, features: np.ndarray) -> Predictions:
         """Classify (n, 64) float32 raw pixels: labels and their probabilities."""
         probabilities = self.probabilities(features)
+        # The largest probability is the predicted class's (argmax's tie rule
+        # picks the first of equals, and max returns that same value).
         indices = probabilities.argmax(axis=1)
-        confidences = probabilities[np.arange(len(indices)), indices]
-        return Predictions(CLASS_LABELS[indices], confidences)
+        return Predictions(CLASS_LABELS[indices], probabilities.max(axis=1))
 
 
 CLASS_LABELS = np.asarray(CLASSES)

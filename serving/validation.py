@@ -20,6 +20,7 @@ from serving.config import DEFAULT_MAX_BATCH_ROWS
 
 JSON_NUMBER_TYPES = frozenset({int, float})  # bool is its own type, so excluded
 MAX_REPORTED_ERRORS = 10  # enough to fix a request, small enough to read
+SMALL_INPUT = 4 * INPUT_SIZE  # up to here, range checks run in plain Python
 
 JSON_TYPE_NAMES = {
     str: "string",
@@ -67,6 +68,13 @@ def to_pixel_array(values: list) -> tuple[np.ndarray | None, dict[int, str]]:
     """
     if not set(map(type, values)) <= JSON_NUMBER_TYPES:
         return None, non_number_errors(values)
+    # One image: Python's min and max on 64 numbers beat two numpy reductions.
+    # Decoded JSON holds no NaN (orjson refuses it), which these would miss.
+    if (
+        len(values) <= SMALL_INPUT
+        and PIXEL_MIN <= min(values) <= max(values) <= PIXEL_MAX
+    ):
+        return np.array(values, dtype=np.float32), {}
     try:
         pixels = np.asarray(values, dtype=np.float64)
     except OverflowError:  # an integer literal too large for any float
