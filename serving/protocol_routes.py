@@ -15,7 +15,6 @@ from contract import MetadataKey
 from serving.http import (
     InvalidInput,
     ModelNotFound,
-    NotReady,
     parse_json_body,
 )
 from serving.oip import (
@@ -25,7 +24,7 @@ from serving.oip import (
     encode_infer_response,
     model_metadata,
 )
-from serving.routes import ServiceState, state
+from serving.routes import ServiceState, require_ready, state
 from serving.telemetry import record_predictions
 
 PROTOCOL_PREFIXES = ("/v1/", "/v2")
@@ -53,11 +52,6 @@ def served_model(name: str, version: str | None = None) -> ServiceState:
             f"it serves version {served_version!r}"
         )
     return service
-
-
-def require_ready(service: ServiceState) -> None:
-    if not service.ready:
-        raise NotReady(f"model not ready: {service.not_ready_reason}")
 
 
 def protocol_body() -> bytes:

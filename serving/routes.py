@@ -83,10 +83,15 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
+def require_ready(service: ServiceState) -> None:
+    """Raise 503 until the model is loaded and warmed up."""
+    if not service.ready:
+        raise NotReady(f"model not ready: {service.not_ready_reason}")
+
+
 @api.get("/readyz")
 def readyz() -> Response:
-    if not state().ready:
-        raise NotReady(f"model not ready: {state().not_ready_reason}")
+    require_ready(state())
     return jsonify({"status": "ready"})
 
 
