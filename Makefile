@@ -81,7 +81,15 @@ clean:
 BENCH_ENV := .venv-bench
 BENCH_SERVE_ENV := .venv-bench-serve
 
-.PHONY: bench bench-install-wrk
+.PHONY: bench bench-install-wrk bench-proxy bench-hostile
+
+# What the proxy costs per request (deploy/nginx/ natively, wrk, the serve env).
+bench-proxy: $(MODEL) $(BENCH_ENV)/.installed $(SERVE_ENV)/.installed nginx
+	@$(BENCH_ENV)/bin/python -m bench.proxy --serve-python $(SERVE_ENV)/bin/python
+
+# What hostile bodies cost against the largest valid batch (in process).
+bench-hostile: $(MODEL) $(SERVE_ENV)/.installed
+	@$(SERVE_ENV)/bin/python -m bench.hostile
 
 bench: $(BENCH_ENV)/.installed $(BENCH_SERVE_ENV)/.installed
 	@command -v wrk >/dev/null || { echo "wrk is not installed:" \
