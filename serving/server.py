@@ -25,11 +25,12 @@ from granian.http import HTTP1Settings
 from granian.log import LogLevels
 from granian.server import Server
 
-from serving.config import ServeConfig
+from serving.config import ENV_NAMES, ServeConfig
+from serving.metrics_room import DISABLED_VARIABLE, lack_of_room
 from serving.rollout import reload_model
 
 APP_FACTORY = "serving.app:create_app"
-METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+METRICS_DIR_VARIABLE = ENV_NAMES["metrics_dir"]  # read by prometheus-client
 M_ARENA_MAX = -8  # glibc's <malloc.h>
 
 
@@ -163,11 +164,20 @@ def serve(config: ServeConfig, start_line: str = "", target: str = APP_FACTORY) 
     """
     with metrics_directory(config.metrics_dir) as metrics_dir:
         # Before anything imports prometheus-client: it reads this at import,
-        # and the forked workers inherit what the launcher imported.
-        os.environ[METRICS_DIR_VARIABLE] = metrics_dir
+        # and the forked workers inherit what the launcher imported. With no
+        # room for its files, mapping one would kill the process (SIGBUS):
+        # serve without metrics then, and /metrics says why.
+        no_room = lack_of_room(metrics_dir)
+        if no_room:
+            os.environ.pop(METRICS_DIR_VARIABLE, None)
+            os.environ[DISABLED_VARIABLE] = no_room
+        else:
+            os.environ[METRICS_DIR_VARIABLE] = metrics_dir
         from serving.telemetry import configure_logging
 
         configure_logging(config.log_level)
+        if no_room:
+            logging.getLogger("serving.metrics").error(f"metrics disabled: {no_room}")
         if start_line:
             logging.getLogger("serving.main").info(start_line)
         # Before the workers and their threads exist.

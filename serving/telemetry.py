@@ -36,6 +36,8 @@ from prometheus_client import (
 )
 
 from contract import CLASSES
+from serving.config import ENV_NAMES
+from serving.metrics_room import DISABLED_VARIABLE, lack_of_room
 
 P = ParamSpec("P")
 
@@ -149,7 +151,34 @@ class MetricsUnavailable(RuntimeError):
 
 
 # Why this process's metrics stopped working, once they have; None while fine.
-metrics_problem: str | None = None
+# The launcher may have started the workers without metrics already.
+metrics_problem: str | None = os.environ.get(DISABLED_VARIABLE)
+
+SPACE_CHECK_INTERVAL_S = 1.0  # a statvfs call, at most this often
+_space_checked_at = -SPACE_CHECK_INTERVAL_S
+
+
+def disable_metrics(problem: str) -> None:
+    """Stop writing metrics in this process, saying why once."""
+    global metrics_problem
+    if metrics_problem is None:
+        metrics_problem = problem
+        logging.getLogger("serving.metrics").error(
+            f"metrics disabled in this worker: {problem}"
+        )
+
+
+def check_metrics_space() -> None:
+    """Disable metrics before the metrics filesystem fills up (metrics_room)."""
+    global _space_checked_at
+    now = time.monotonic()
+    directory = os.environ.get(ENV_NAMES["metrics_dir"])
+    if not directory or now - _space_checked_at < SPACE_CHECK_INTERVAL_S:
+        return
+    _space_checked_at = now
+    problem = lack_of_room(directory)
+    if problem:
+        disable_metrics(problem)
 
 
 def never_fails(record: Callable[P, None]) -> Callable[P, None]:
@@ -159,15 +188,14 @@ def never_fails(record: Callable[P, None]) -> Callable[P, None]:
 
     @functools.wraps(record)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
-        global metrics_problem
+        if metrics_problem is not None:
+            return
         try:
-            record(*args, **kwargs)
-        except Exception as error:  # prometheus-client raises OSError and others
+            check_metrics_space()
             if metrics_problem is None:
-                metrics_problem = f"{type(error).__name__}: {error}"
-                logging.getLogger("serving.metrics").error(
-                    f"metrics disabled in this worker: {metrics_problem}"
-                )
+                record(*args, **kwargs)
+        except Exception as error:  # prometheus-client raises OSError and others
+            disable_metrics(f"{type(error).__name__}: {error}")
 
     return guarded
 

@@ -71,7 +71,10 @@ def wait_until_listening(port: int, process: subprocess.Popen, log_path) -> None
 
 @contextmanager
 def serving_process(
-    onnx_path: Path, log_path: Path, workers: int
+    onnx_path: Path,
+    log_path: Path,
+    workers: int,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen, int]]:
     """Run `python -m serving` from the serve-only venv until ready; stop it after."""
     from tests.serve_env import serve_env_python
@@ -83,6 +86,7 @@ def serving_process(
             "PORT": str(port),
             "SERVE_MODEL_PATH": str(onnx_path),
             "SERVE_WORKERS": str(workers),
+            **(extra_env or {}),
         },
         log_path,
     )

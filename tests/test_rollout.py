@@ -11,10 +11,12 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -186,3 +188,50 @@ def test_a_deleted_metrics_directory_degrades_metrics_not_serving(served_copy):
         line for line in log.read_text().splitlines() if "metrics disabled" in line
     ]
     assert problems and all(json.loads(line)["level"] == "error" for line in problems)
+
+
+@pytest.fixture()
+def full_tmpfs(tmp_path) -> Iterator[Path]:
+    """A 512 KiB tmpfs, filled: the first page a worker maps and touches
+    there would kill it with SIGBUS."""
+    mount_point = tmp_path / "metrics"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    assert mounted.returncode == 0, f"this test mounts a tmpfs: {mounted.stderr}"
+    try:
+        filler = os.open(mount_point / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(filler, b"\1" * 4096):
+                pass
+        except OSError:  # ENOSPC: the filesystem is full
+            pass
+        finally:
+            os.close(filler)
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_full_metrics_filesystem_degrades_metrics_not_serving(
+    onnx_path, tmp_path, full_tmpfs
+):
+    """On a full filesystem a mapped write would kill workers with SIGBUS."""
+    log = tmp_path / "server.log"
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(full_tmpfs)}
+    with serving_process(onnx_path, log, workers=2, extra_env=env) as (process, port):
+        assert predict_statuses(port, 10) == [200] * 10
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+            raise AssertionError("/metrics answered 200 on a full filesystem")
+        except urllib.error.HTTPError as error:
+            assert error.code == 503
+            assert "KiB free" in json.loads(error.read())["error"]["message"]
+        kill_one_worker_and_wait_for_its_replacement(process)
+        assert predict_statuses(port, 10) == [200] * 10
+        assert process.poll() is None
+    # The one worker this test killed is the only one that died.
+    assert log.read_text().count("Unexpected exit from worker") == 1
