@@ -12,12 +12,9 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import onnx
@@ -25,9 +22,14 @@ import pytest
 
 from contract import MetadataKey
 from tests.conftest import serving_process
-from tests.test_server import children_of, load_until, metric_samples, metrics_dir_of
-
-REPLACE_TIMEOUT_S = 30
+from tests.test_server import (
+    children_of,
+    kill_one_worker_and_wait_for_its_replacement,
+    metric_samples,
+    metrics_dir_of,
+    reload_under_load,
+    wait_until_replaced,
+)
 
 
 @pytest.fixture()
@@ -64,32 +66,12 @@ def write_new_version(source: Path, target: Path, suffix: str) -> str:
     return version
 
 
-def kill_one_worker_and_wait_for_its_replacement(process) -> None:
-    workers = children_of(process.pid)
-    victim = min(workers)
-    os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + REPLACE_TIMEOUT_S
-    while time.monotonic() < deadline:
-        current = children_of(process.pid)
-        if victim not in current and len(current) == 2:
-            return
-        time.sleep(0.2)
-    raise AssertionError("the killed worker was not replaced")
-
-
 def reload_results(port: int) -> dict[str, float]:
     return {
         sample.labels["result"]: sample.value
         for sample in metric_samples(port)
         if sample.name == "digits_model_reloads_total"
     }
-
-
-def wait_until_replaced(process, old_workers: set[int]) -> None:
-    deadline = time.monotonic() + REPLACE_TIMEOUT_S
-    while time.monotonic() < deadline and children_of(process.pid) & old_workers:
-        time.sleep(0.2)
-    assert not children_of(process.pid) & old_workers, "workers were not replaced"
 
 
 def test_a_corrupt_file_and_a_dead_worker_leave_the_server_serving(served_copy):
@@ -116,16 +98,7 @@ def test_sighup_rolls_out_a_good_model_under_load_without_a_failure(
 ):
     process, port, model, _ = served_copy
     new_version = write_new_version(onnx_path, model, "rollout")
-    old_workers = children_of(process.pid)
-    stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        loads = [pool.submit(load_until, port, stop, keep) for keep in (False, True)]
-        time.sleep(0.5)
-        process.send_signal(signal.SIGHUP)
-        wait_until_replaced(process, old_workers)
-        time.sleep(0.5)
-        stop.set()
-        failures = [failure for load in loads for failure in load.result()]
+    failures = reload_under_load(process, port)
     assert failures == []
     assert model_versions(port, requests=20) == {new_version}
     infos = [s for s in metric_samples(port) if s.name == "digits_model_info"]

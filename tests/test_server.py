@@ -34,6 +34,8 @@ SLOW_HEADER_CONNECTIONS = 200
 STALLED_BODY_CONNECTIONS = 16
 NORMAL_REQUESTS = 20
 
+REPLACE_TIMEOUT_S = 30
+
 
 def predict_on(connection: http.client.HTTPConnection) -> int:
     """POST one valid /predict on `connection`; return the status."""
@@ -207,6 +209,42 @@ def worker_pids_in(log_text: str) -> set[int]:
     }
 
 
+def wait_until_replaced(process, old_workers: set[int]) -> None:
+    """Wait until none of `old_workers` is a child of the server any more."""
+    deadline = time.monotonic() + REPLACE_TIMEOUT_S
+    while time.monotonic() < deadline and children_of(process.pid) & old_workers:
+        time.sleep(0.2)
+    assert not children_of(process.pid) & old_workers, "workers were not replaced"
+
+
+def reload_under_load(process, port: int) -> list:
+    """SIGHUP the server while two clients (one keep-alive) send predictions;
+    return the failed requests once every worker has been replaced."""
+    old_workers = children_of(process.pid)
+    stop = threading.Event()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loads = [pool.submit(load_until, port, stop, keep) for keep in (False, True)]
+        time.sleep(1.0)
+        process.send_signal(signal.SIGHUP)
+        wait_until_replaced(process, old_workers)
+        time.sleep(1.0)
+        stop.set()
+        return [failure for load in loads for failure in load.result()]
+
+
+def kill_one_worker_and_wait_for_its_replacement(process) -> int:
+    """SIGKILL one worker; return its pid once another has taken its place."""
+    victim = min(children_of(process.pid))
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + REPLACE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        current = children_of(process.pid)
+        if victim not in current and len(current) == 2:
+            return victim
+        time.sleep(0.2)
+    raise AssertionError("the killed worker was not replaced")
+
+
 def test_sighup_replaces_workers_without_failed_requests(running_server):
     process, port, log_path = running_server
     before = worker_pids_in(log_path.read_text())
@@ -214,17 +252,7 @@ def test_sighup_replaces_workers_without_failed_requests(running_server):
         s.value for s in metric_samples(port) if s.name == "digits_predicted_rows_total"
     )
     old_workers = children_of(process.pid)
-    stop = threading.Event()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        loads = [pool.submit(load_until, port, stop, keep) for keep in (False, True)]
-        time.sleep(1.0)
-        process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and children_of(process.pid) & old_workers:
-            time.sleep(0.2)
-        time.sleep(1.0)
-        stop.set()
-        failures = [failure for load in loads for failure in load.result()]
+    failures = reload_under_load(process, port)
     new_workers = children_of(process.pid)
     assert failures == []
     assert len(new_workers) == 2 and not new_workers & old_workers
@@ -242,12 +270,7 @@ def test_sighup_replaces_workers_without_failed_requests(running_server):
 
 def test_killed_worker_is_replaced_and_its_gauges_dropped(running_server):
     process, port, _ = running_server
-    victim = min(children_of(process.pid))
-    os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(children_of(process.pid) - {victim}) < 2:
-        time.sleep(0.2)
-    assert len(children_of(process.pid) - {victim}) == 2
+    victim = kill_one_worker_and_wait_for_its_replacement(process)
     statuses = [timed_predict(port)[0] for _ in range(10)]
     assert statuses == [200] * 10
     metric_samples(port)  # a scrape forgets dead workers' live gauges
