@@ -369,20 +369,27 @@ def test_kustomization_applies_every_core_manifest_with_the_image(deployment):
 # --- the Deployment ------------------------------------------------------------
 
 
-def test_probes_ask_the_app_routes_that_mean_live_and_ready(
-    app, client, unready_client, api_container
-):
-    paths = {probe: api_container[probe]["httpGet"]["path"] for probe in PROBES}
-    assert paths["readinessProbe"] == "/readyz"
-    assert paths["livenessProbe"] == "/healthz"
+def probe_paths_answering(app, client, unready_client, container) -> dict:
+    """The container's probe paths, checked to be GET routes of the app that
+    answer 200 once warm; before the warm-up, live (never restarted for it)
+    but not ready (no traffic)."""
+    paths = {probe: container[probe]["httpGet"]["path"] for probe in PROBES}
     adapter = app.url_map.bind("localhost")
     for path in paths.values():
         adapter.match(path, method="GET")  # raises if no such GET route
         assert client.get(path).status_code == 200, path
-    # Before the warm-up: live (never restarted for it), not ready (no traffic).
     assert unready_client.get(paths["livenessProbe"]).status_code == 200
     assert unready_client.get(paths["startupProbe"]).status_code == 200
     assert unready_client.get(paths["readinessProbe"]).status_code == 503
+    return paths
+
+
+def test_probes_ask_the_app_routes_that_mean_live_and_ready(
+    app, client, unready_client, api_container
+):
+    paths = probe_paths_answering(app, client, unready_client, api_container)
+    assert paths["readinessProbe"] == "/readyz"
+    assert paths["livenessProbe"] == "/healthz"
 
 
 def test_the_container_listens_where_port_service_and_probes_say(
@@ -548,15 +555,9 @@ def test_kserve_runs_the_same_image_on_its_declared_port(
 def test_kserve_probes_ask_the_open_inference_protocol_routes(
     app, client, unready_client, predictor_container
 ):
-    paths = {probe: predictor_container[probe]["httpGet"]["path"] for probe in PROBES}
+    paths = probe_paths_answering(app, client, unready_client, predictor_container)
     assert paths["readinessProbe"] == "/v2/health/ready"
     assert paths["livenessProbe"] == "/v2/health/live"
-    adapter = app.url_map.bind("localhost")
-    for path in paths.values():
-        adapter.match(path, method="GET")
-        assert client.get(path).status_code == 200, path
-    assert unready_client.get(paths["livenessProbe"]).status_code == 200
-    assert unready_client.get(paths["readinessProbe"]).status_code == 503
 
 
 def test_kserve_is_named_after_the_model_it_serves(client, isvc):
