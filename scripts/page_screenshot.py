@@ -13,7 +13,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from tests.drawn_digits import DRAWN_DIGITS, PAD_SIZE
+from tests.drawn_digits import DRAWN_DIGITS, draw_with_mouse
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "draw-a-digit.png"
 CHROMIUM = "/usr/bin/chromium"
@@ -29,15 +29,7 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1000, "height": 700})
         page.goto(args.url + "/")
         page.get_by_text("Ready:").wait_for()
-        box = page.get_by_test_id("pad").bounding_box()
-        scale = box["width"] / PAD_SIZE
-        for stroke in DRAWN_DIGITS[args.digit]:
-            points = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in stroke]
-            page.mouse.move(*points[0])
-            page.mouse.down()
-            for point in points[1:]:
-                page.mouse.move(*point, steps=4)
-            page.mouse.up()
+        draw_with_mouse(page, DRAWN_DIGITS[args.digit])
         strokes = len(DRAWN_DIGITS[args.digit])
         expect(page.locator(f"main[data-answered='{strokes}']")).to_have_count(1)
         page.wait_for_timeout(400)  # the bars' width transition

@@ -49,3 +49,16 @@ DRAWN_DIGITS: dict[int, list[Stroke]] = {
         [(190, 90), (150, 45), (100, 60), (95, 110), (140, 130), (190, 90), (185, 245)]
     ],
 }
+
+
+def draw_with_mouse(page, strokes: list[Stroke]) -> None:
+    """Draw `strokes` on the page's pad (data-testid "pad") with the mouse."""
+    box = page.get_by_test_id("pad").bounding_box()
+    scale = box["width"] / PAD_SIZE
+    for stroke in strokes:
+        points = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=4)
+        page.mouse.up()

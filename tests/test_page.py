@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import serving_process
-from tests.drawn_digits import DRAWN_DIGITS, PAD_SIZE
+from tests.drawn_digits import DRAWN_DIGITS, PAD_SIZE, draw_with_mouse
 from tests.page_reference import preprocess as reference_preprocess
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -68,16 +68,8 @@ class Visit:
 
     def draw(self, strokes: list[list[tuple[float, float]]]) -> None:
         """Draw polylines given in pad pixels (0..280) with the mouse."""
-        box = self.testid("pad").bounding_box()
-        scale = box["width"] / PAD_SIZE
-        for stroke in strokes:
-            points = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in stroke]
-            self.page.mouse.move(*points[0])
-            self.page.mouse.down()
-            for point in points[1:]:
-                self.page.mouse.move(*point, steps=4)
-            self.page.mouse.up()
-            self.sent += 1
+        draw_with_mouse(self.page, strokes)
+        self.sent += len(strokes)  # one request a stroke
 
     def wait_for_answer(self) -> str:
         """The digit shown once the page has the answer to its latest request.
