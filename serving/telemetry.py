@@ -154,6 +154,8 @@ class MetricsUnavailable(RuntimeError):
 # The launcher may have started the workers without metrics already.
 metrics_problem: str | None = os.environ.get(DISABLED_VARIABLE)
 
+# prometheus-client reads the same variable once, at import, as this does.
+METRICS_DIRECTORY = os.environ.get(ENV_NAMES["metrics_dir"])
 SPACE_CHECK_INTERVAL_S = 1.0  # a statvfs call, at most this often
 _space_checked_at = -SPACE_CHECK_INTERVAL_S
 
@@ -172,11 +174,10 @@ def check_metrics_space() -> None:
     """Disable metrics before the metrics filesystem fills up (metrics_room)."""
     global _space_checked_at
     now = time.monotonic()
-    directory = os.environ.get(ENV_NAMES["metrics_dir"])
-    if not directory or now - _space_checked_at < SPACE_CHECK_INTERVAL_S:
+    if not METRICS_DIRECTORY or now - _space_checked_at < SPACE_CHECK_INTERVAL_S:
         return
     _space_checked_at = now
-    problem = lack_of_room(directory)
+    problem = lack_of_room(METRICS_DIRECTORY)
     if problem:
         disable_metrics(problem)
 
