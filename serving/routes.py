@@ -16,6 +16,7 @@ from serving.http import MetricsDown, NotReady
 from serving.model import Predictor
 from serving.telemetry import (
     MetricsUnavailable,
+    record_prediction,
     record_predictions,
     render_metrics,
 )
@@ -66,8 +67,9 @@ def classify(
 @api.post("/predict")
 def predict() -> Response:
     service = state()
-    features = load_features(service.predict_schema, request.get_json())
-    (result,) = classify(service, features.reshape(1, -1))
+    pixels = load_features(service.predict_schema, request.get_json())
+    result = service.predictor.predict_one(pixels)
+    record_prediction(result["prediction"])
     return jsonify(result)
 
 

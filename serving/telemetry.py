@@ -202,12 +202,16 @@ def never_fails(record: Callable[P, None]) -> Callable[P, None]:
 
 
 @never_fails
+def record_prediction(label: int) -> None:
+    """Count one predicted class index (POST /predict)."""
+    ROWS_PREDICTED.inc()
+    PREDICTIONS_BY_CLASS[label].inc()
+
+
+@never_fails
 def record_predictions(labels: np.ndarray) -> None:
     """Count (n,) predicted class indices, overall and per class."""
     ROWS_PREDICTED.inc(len(labels))
-    if len(labels) == 1:  # POST /predict: skip the bincount
-        PREDICTIONS_BY_CLASS[int(labels[0])].inc()
-        return
     counts = np.bincount(labels, minlength=len(CLASSES))
     for index in np.flatnonzero(counts).tolist():
         PREDICTIONS_BY_CLASS[index].inc(int(counts[index]))

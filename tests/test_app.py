@@ -187,7 +187,7 @@ def test_wrong_method_is_a_json_405_with_allow_header(client, method):
 
 
 class ExplodingPredictor(Predictor):
-    def predict(self, features):
+    def probabilities(self, features):
         raise RuntimeError("secret internal detail")
 
 

@@ -59,6 +59,29 @@ def test_predictions_are_labels_with_their_probability(predictor, digits):
     assert np.mean([r["prediction"] for r in results] == labels[:50]) > 0.95
 
 
+def test_one_image_gets_the_same_answer_as_a_batch_row(predictor, digits):
+    features, _ = digits
+    rows = features[:200]
+    batch_answers = predictor.predict(rows).as_dicts()
+    assert [predictor.predict_one(row) for row in rows] == batch_answers
+
+
+class TiedPredictor(Predictor):
+    """Answers two equal top probabilities, at classes 3 and 7."""
+
+    def probabilities(self, features):
+        tied = np.full((len(features), NUM_CLASSES), 0.05, np.float32)
+        tied[:, [3, 7]] = 0.3
+        return tied
+
+
+def test_a_tie_answers_the_first_class_for_one_image_and_for_a_batch(predictor):
+    tied = TiedPredictor(predictor.session, predictor.info)
+    pixels = np.zeros((1, 64), np.float32)
+    assert tied.predict_one(pixels[0]) == tied.predict(pixels).as_dicts()[0]
+    assert tied.predict_one(pixels[0])["prediction"] == 3
+
+
 def test_missing_file_says_how_to_create_it(tmp_path):
     with pytest.raises(ModelLoadError, match="python -m training.export"):
         Predictor.load(tmp_path / "absent.onnx")
