@@ -209,7 +209,7 @@ class ServeConfig:
         "",
         fields.String(),
         "Directory where workers share metrics; empty means a fresh temporary "
-        "one, removed at exit.",
+        "one. The metric files are removed at exit (a temporary one too).",
     )
 
     @property

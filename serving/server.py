@@ -10,6 +10,7 @@ one onnxruntime thread per session no library thread exists at the fork.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -26,6 +27,7 @@ from granian.log import LogLevels
 from granian.server import Server
 
 from serving.config import ENV_NAMES, ServeConfig
+from serving.metrics_files import remove_metric_files
 from serving.metrics_room import DISABLED_VARIABLE, lack_of_room
 from serving.rollout import reload_model
 
@@ -60,16 +62,14 @@ class MetricsDirectoryError(OSError):
 def metrics_directory(configured: str) -> Iterator[str]:
     """Yield an empty directory for the workers' metric files.
 
-    A configured directory is kept at exit; a fresh temporary one is removed.
-    Only prometheus-client's own files are cleared: a shared directory may
-    hold others.
+    The metric files are removed at exit, and with them a fresh temporary
+    directory; a configured one stays. Only prometheus-client's own files are
+    touched: a shared directory may hold others.
     """
     try:
         path = configured or tempfile.mkdtemp(prefix="digits-metrics-")
         os.makedirs(path, exist_ok=True)
-        for name in os.listdir(path):
-            if name.endswith(".db"):
-                os.remove(os.path.join(path, name))
+        remove_metric_files(path)
     except OSError as error:
         where = repr(configured) if configured else "a temporary directory"
         raise MetricsDirectoryError(
@@ -83,6 +83,9 @@ def metrics_directory(configured: str) -> Iterator[str]:
     finally:
         if not configured:
             shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):  # gone or read-only: nothing to do
+                remove_metric_files(path)
 
 
 class PortInUse(OSError):

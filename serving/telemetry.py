@@ -12,7 +12,6 @@ scrape sees the whole server rather than whichever worker answered.
 from __future__ import annotations
 
 import functools
-import glob
 import logging
 import os
 import re
@@ -37,6 +36,10 @@ from prometheus_client import (
 
 from contract import CLASSES
 from serving.config import ENV_NAMES
+from serving.metrics_files import (
+    directory_lock,
+    merge_dead_workers,
+)
 from serving.metrics_room import DISABLED_VARIABLE, lack_of_room
 
 P = ParamSpec("P")
@@ -252,30 +255,6 @@ def record_model(name: str, version: str, sha256: str) -> None:
     MODEL_INFO.labels(name, version, sha256).set(1)
 
 
-def pid_is_alive(pid: int) -> bool:
-    """True while process `pid` exists (it may belong to another user)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def forget_dead_workers(metrics_dir: str) -> None:
-    """Drop the live gauges of worker processes that have exited.
-
-    The HTTP server has no hook for a worker's exit, so each scrape checks the
-    pids named in the live-gauge files. Counters and histograms of dead workers
-    stay: they keep counting after a reload replaces the workers.
-    """
-    for path in glob.glob(os.path.join(metrics_dir, "gauge_live*_*.db")):
-        pid_text = os.path.basename(path).rsplit("_", 1)[1].removesuffix(".db")
-        if pid_text.isdigit() and not pid_is_alive(int(pid_text)):
-            multiprocess.mark_process_dead(int(pid_text), metrics_dir)
-
-
 def render_metrics(metrics_dir: str) -> tuple[bytes, str]:
     """Return the exposition text (summed over workers) and its content type.
 
@@ -291,10 +270,11 @@ def render_metrics(metrics_dir: str) -> tuple[bytes, str]:
             f"the metrics directory {metrics_dir} is gone or is not a directory"
         )
     try:
-        forget_dead_workers(metrics_dir)
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=metrics_dir)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        merge_dead_workers(metrics_dir)
+        with directory_lock(metrics_dir, exclusive=False):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=metrics_dir)
+            return generate_latest(registry), CONTENT_TYPE_LATEST
     except (OSError, ValueError) as error:
         raise MetricsUnavailable(
             f"cannot read the metrics directory {metrics_dir}: {error}"

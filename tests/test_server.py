@@ -266,20 +266,33 @@ def test_sighup_replaces_workers_without_failed_requests(running_server):
     assert predicted_after > predicted_before
     (model_info,) = [s for s in samples if s.name == "digits_model_info"]
     assert model_info.value == 1.0
+    # The replaced workers' files are merged away, not left to pile up.
+    names = os.listdir(metrics_dir_of(process.pid))
+    assert not [
+        name for name in names if any(f"_{pid}." in name for pid in old_workers)
+    ]
 
 
-def test_killed_worker_is_replaced_and_its_gauges_dropped(running_server):
+def predicted_rows(port: int) -> float:
+    samples = metric_samples(port)
+    return sum(s.value for s in samples if s.name == "digits_predicted_rows_total")
+
+
+def test_killed_worker_is_replaced_its_counts_kept_and_its_files_merged(
+    running_server,
+):
     process, port, _ = running_server
+    metrics_dir = metrics_dir_of(process.pid)
+    for _ in range(20):  # both workers have counted some
+        assert timed_predict(port)[0] == 200
+    counted = predicted_rows(port)
     victim = kill_one_worker_and_wait_for_its_replacement(process)
     statuses = [timed_predict(port)[0] for _ in range(10)]
     assert statuses == [200] * 10
-    metric_samples(port)  # a scrape forgets dead workers' live gauges
-    live_files = [
-        name
-        for name in os.listdir(metrics_dir_of(process.pid))
-        if name.startswith("gauge_live")
-    ]
-    assert not any(name.endswith(f"_{victim}.db") for name in live_files)
+    # A scrape drops the dead worker's live gauges and merges its counters.
+    assert predicted_rows(port) == counted + 10
+    assert not [name for name in os.listdir(metrics_dir) if f"_{victim}." in name]
+    assert "counter_merged.db" in os.listdir(metrics_dir)
 
 
 def metrics_dir_of(pid: int) -> str:
@@ -307,6 +320,23 @@ def test_temporary_metrics_directory_is_removed_at_exit(onnx_path, tmp_path):
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     assert not os.path.exists(metrics_dir)
+
+
+def test_configured_metrics_directory_is_emptied_at_exit(onnx_path, tmp_path):
+    configured = tmp_path / "metrics"
+    configured.mkdir()
+    (configured / "other.txt").write_text("not the server's")
+    with serving_process(
+        onnx_path,
+        tmp_path / "server.log",
+        workers=1,
+        extra_env={"PROMETHEUS_MULTIPROC_DIR": str(configured)},
+    ) as (process, port):
+        assert timed_predict(port)[0] == 200
+        assert predicted_rows(port) == 1
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    assert os.listdir(configured) == ["other.txt"]
 
 
 def test_every_log_line_is_json_the_start_line_included(running_server):

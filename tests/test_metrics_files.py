@@ -1,0 +1,200 @@
+"""Dead workers' metric files: live gauges dropped, counters and histograms
+merged into one file per type, totals unchanged, crashes mid-merge recovered.
+
+The "workers" are real processes writing prometheus-client's multiprocess
+files, as the server's workers do.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.parser import text_string_to_metric_families
+
+from serving.metrics_files import (
+    FOLDED_SUFFIX,
+    LOCK_FILENAME,
+    PARTIAL_SUFFIX,
+    directory_lock,
+    finish_interrupted_merge,
+    forget_dead_workers,
+    merge_dead_workers,
+    remove_metric_files,
+    summed_values,
+    write_values,
+)
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from prometheus_client import Counter, Gauge, Histogram
+    served = Counter("served_total", "Requests.", ["route"])
+    latency = Histogram("latency_seconds", "Latency.", buckets=(0.1, 1.0))
+    model = Gauge("model_info", "Model.", ["version"], multiprocess_mode="livemax")
+    count, seconds = int(sys.argv[1]), float(sys.argv[2])
+    served.labels("/predict").inc(count)
+    served.labels("/model").inc()
+    for _ in range(count):
+        latency.observe(seconds)
+    model.labels("v1").set(1)
+    print("ready", flush=True)
+    sys.stdin.read()  # stay alive until the test closes stdin
+    """
+)
+
+
+def start_worker(metrics_dir: Path, count: int, seconds: float) -> subprocess.Popen:
+    """A process that records `count` requests of `seconds` and stays alive."""
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(count), str(seconds)],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdout.readline().strip() == "ready"
+    return worker
+
+
+def stop(worker: subprocess.Popen) -> None:
+    worker.stdin.close()
+    worker.wait(timeout=10)
+    worker.stdout.close()
+
+
+def dead_worker(metrics_dir: Path, count: int, seconds: float = 0.5) -> int:
+    """Record `count` requests in a process that then exits; return its pid."""
+    worker = start_worker(metrics_dir, count, seconds)
+    stop(worker)
+    return worker.pid
+
+
+def scrape(metrics_dir: Path) -> dict[tuple, float]:
+    """What /metrics would show: {(sample name, labels): value}."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def metric_files(metrics_dir: Path) -> list[str]:
+    return sorted(name for name in os.listdir(metrics_dir) if name.endswith(".db"))
+
+
+def files_of(metrics_dir: Path, pid: int) -> list[str]:
+    return [name for name in os.listdir(metrics_dir) if name.endswith(f"_{pid}.db")]
+
+
+@pytest.fixture()
+def metrics_dir(tmp_path) -> Path:
+    return tmp_path
+
+
+def test_dead_workers_are_merged_and_their_files_removed(metrics_dir):
+    first, second = dead_worker(metrics_dir, 3), dead_worker(metrics_dir, 4, 2.0)
+    alive = start_worker(metrics_dir, 5, 0.05)
+    try:
+        before = scrape(metrics_dir)
+        assert merge_dead_workers(str(metrics_dir)) == 4  # 2 counters, 2 histograms
+        assert scrape(metrics_dir) == before  # same totals, same buckets
+        assert files_of(metrics_dir, first) == files_of(metrics_dir, second) == []
+        assert files_of(metrics_dir, alive.pid)  # a live worker's stay
+        assert before[("served_total", (("route", "/predict"),))] == 12
+        assert before[("latency_seconds_count", ())] == 12
+        assert before[("latency_seconds_bucket", (("le", "1.0"),))] == 8
+    finally:
+        stop(alive)
+
+
+def test_merges_accumulate_across_reloads(metrics_dir):
+    for count in (1, 2, 3):
+        dead_worker(metrics_dir, count)
+        merge_dead_workers(str(metrics_dir))
+    totals = scrape(metrics_dir)
+    assert totals[("served_total", (("route", "/predict"),))] == 6
+    assert totals[("served_total", (("route", "/model"),))] == 3
+    assert totals[("latency_seconds_sum", ())] == pytest.approx(3.0)
+    assert metric_files(metrics_dir) == [
+        "counter_merged.db",
+        "histogram_merged.db",
+    ]
+
+
+def test_a_dead_workers_live_gauge_is_dropped(metrics_dir):
+    gone = dead_worker(metrics_dir, 1)
+    forget_dead_workers(str(metrics_dir))
+    assert sorted(files_of(metrics_dir, gone)) == [
+        f"counter_{gone}.db",
+        f"histogram_{gone}.db",
+    ]
+    assert not any(name == "model_info" for name, _ in scrape(metrics_dir))
+
+
+def test_nothing_to_merge_changes_nothing(metrics_dir):
+    alive = start_worker(metrics_dir, 2, 0.5)
+    try:
+        names = metric_files(metrics_dir)
+        assert merge_dead_workers(str(metrics_dir)) == 0
+        assert metric_files(metrics_dir) == names
+    finally:
+        stop(alive)
+
+
+def test_a_merge_cut_short_before_its_rename_is_undone(metrics_dir):
+    pid = dead_worker(metrics_dir, 3)
+    forget_dead_workers(str(metrics_dir))  # its model gauge goes in any case
+    before = scrape(metrics_dir)
+    merged = str(metrics_dir / "counter_merged.db")
+    dead = [str(metrics_dir / f"counter_{pid}.db")]
+    write_values(merged + PARTIAL_SUFFIX, summed_values(dead))  # then "crashed"
+    (metrics_dir / ("counter_merged.db" + FOLDED_SUFFIX)).write_text(dead[0])
+    finish_interrupted_merge(merged)
+    assert not os.path.exists(merged + PARTIAL_SUFFIX)
+    assert not os.path.exists(merged + FOLDED_SUFFIX)
+    assert scrape(metrics_dir) == before  # the dead file still counts, once
+    merge_dead_workers(str(metrics_dir))
+    assert scrape(metrics_dir) == before
+
+
+def test_a_merge_cut_short_after_its_rename_is_completed(metrics_dir):
+    pid = dead_worker(metrics_dir, 3)
+    forget_dead_workers(str(metrics_dir))  # its model gauge goes in any case
+    before = scrape(metrics_dir)
+    merged = str(metrics_dir / "counter_merged.db")
+    dead = [str(metrics_dir / f"counter_{pid}.db")]
+    write_values(merged, summed_values(dead))  # renamed into place, then "crashed"
+    (metrics_dir / ("counter_merged.db" + FOLDED_SUFFIX)).write_text(dead[0])
+    assert scrape(metrics_dir) != before  # counted twice until recovered
+    merge_dead_workers(str(metrics_dir))
+    assert scrape(metrics_dir) == before
+    assert not os.path.exists(dead[0])
+
+
+def test_a_merge_waits_for_scrapes_reading_the_directory(metrics_dir):
+    with directory_lock(str(metrics_dir), exclusive=False):
+        other = os.open(metrics_dir / LOCK_FILENAME, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)  # scrapes share it
+        finally:
+            os.close(other)
+
+
+def test_removing_the_files_leaves_other_files_alone(metrics_dir):
+    dead_worker(metrics_dir, 1)
+    merge_dead_workers(str(metrics_dir))
+    (metrics_dir / "notes.txt").write_text("not ours")
+    remove_metric_files(str(metrics_dir))
+    assert os.listdir(metrics_dir) == ["notes.txt"]
