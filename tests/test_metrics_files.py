@@ -151,14 +151,25 @@ def test_nothing_to_merge_changes_nothing(metrics_dir):
         stop(alive)
 
 
-def test_a_merge_cut_short_before_its_rename_is_undone(metrics_dir):
+def crash_mid_merge(metrics_dir: Path, renamed: bool) -> tuple[dict, str, str]:
+    """Leave what a merge of one dead worker's counters leaves when the process
+    dies before (`renamed=False`) or after renaming its merged file into place.
+
+    Returns the totals before the merge, the merged file's and the dead file's path.
+    """
     pid = dead_worker(metrics_dir, 3)
     forget_dead_workers(str(metrics_dir))  # its model gauge goes in any case
     before = scrape(metrics_dir)
     merged = str(metrics_dir / "counter_merged.db")
-    dead = [str(metrics_dir / f"counter_{pid}.db")]
-    write_values(merged + PARTIAL_SUFFIX, summed_values(dead))  # then "crashed"
-    (metrics_dir / ("counter_merged.db" + FOLDED_SUFFIX)).write_text(dead[0])
+    dead = str(metrics_dir / f"counter_{pid}.db")
+    written = merged if renamed else merged + PARTIAL_SUFFIX
+    write_values(written, summed_values([dead]))
+    Path(merged + FOLDED_SUFFIX).write_text(dead)
+    return before, merged, dead
+
+
+def test_a_merge_cut_short_before_its_rename_is_undone(metrics_dir):
+    before, merged, _ = crash_mid_merge(metrics_dir, renamed=False)
     finish_interrupted_merge(merged)
     assert not os.path.exists(merged + PARTIAL_SUFFIX)
     assert not os.path.exists(merged + FOLDED_SUFFIX)
@@ -168,17 +179,11 @@ def test_a_merge_cut_short_before_its_rename_is_undone(metrics_dir):
 
 
 def test_a_merge_cut_short_after_its_rename_is_completed(metrics_dir):
-    pid = dead_worker(metrics_dir, 3)
-    forget_dead_workers(str(metrics_dir))  # its model gauge goes in any case
-    before = scrape(metrics_dir)
-    merged = str(metrics_dir / "counter_merged.db")
-    dead = [str(metrics_dir / f"counter_{pid}.db")]
-    write_values(merged, summed_values(dead))  # renamed into place, then "crashed"
-    (metrics_dir / ("counter_merged.db" + FOLDED_SUFFIX)).write_text(dead[0])
+    before, _, dead = crash_mid_merge(metrics_dir, renamed=True)
     assert scrape(metrics_dir) != before  # counted twice until recovered
     merge_dead_workers(str(metrics_dir))
     assert scrape(metrics_dir) == before
-    assert not os.path.exists(dead[0])
+    assert not os.path.exists(dead)
 
 
 def test_a_merge_waits_for_scrapes_reading_the_directory(metrics_dir):
