@@ -26,7 +26,12 @@ from serving.protocol_routes import (
 )
 from serving.rollout import load_predictor
 from serving.routes import PROBE_PATHS, STATE_KEY, ServiceState, api
-from serving.telemetry import configure_logging, install_request_hooks, record_model
+from serving.telemetry import (
+    configure_logging,
+    install_request_hooks,
+    prepare_metric_files,
+    record_model,
+)
 
 logger = logging.getLogger("serving.app")
 
@@ -97,6 +102,7 @@ def create_app(
         )
     )
     install_request_hooks(app, write_access_log=config.access_log)
+    prepare_metric_files(rule.rule for rule in app.url_map.iter_rules())
     # After the request id is stamped, so that the refusal carries one.
     app.before_request(require_one_host)
     if warm:

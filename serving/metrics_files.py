@@ -63,6 +63,21 @@ def directory_lock(metrics_dir: str, exclusive: bool) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+def reserve_files(metrics_dir: str, pid: int) -> None:
+    """Allocate every page of process `pid`'s metric files now.
+
+    prometheus-client grows its files sparse and writes through a memory map:
+    a page first touched once the filesystem is full kills the process with
+    SIGBUS. Allocated pages never fault; a full filesystem here is an OSError.
+    """
+    for path in glob.glob(os.path.join(metrics_dir, f"*_{pid}.db")):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+
 def forget_dead_workers(metrics_dir: str) -> None:
     """Drop the live gauges of worker processes that have exited."""
     from prometheus_client import multiprocess

@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import ParamSpec
 
 import numpy as np
@@ -39,6 +39,7 @@ from serving.config import ENV_NAMES
 from serving.metrics_files import (
     directory_lock,
     merge_dead_workers,
+    reserve_files,
 )
 from serving.metrics_room import DISABLED_VARIABLE, lack_of_room
 
@@ -253,6 +254,23 @@ def record_reload(accepted: bool) -> None:
 def record_model(name: str, version: str, sha256: str) -> None:
     """Publish which model this worker serves."""
     MODEL_INFO.labels(name, version, sha256).set(1)
+
+
+@never_fails
+def prepare_metric_files(endpoints: Iterable[str]) -> None:
+    """Create this worker's metric files and allocate their pages, at start-up.
+
+    Every route's latency series is created here, so the worker has all its
+    files while the launcher's room check holds, and their pages (1 MiB each,
+    far more than these closed label sets fill) are allocated: a metrics
+    filesystem that fills up later cannot kill the worker with SIGBUS between
+    two room checks. Only a file grown past that could, and the once-a-second
+    check covers it.
+    """
+    for endpoint in (*endpoints, UNMATCHED_ENDPOINT):
+        latency_histogram(endpoint)
+    if METRICS_DIRECTORY:
+        reserve_files(METRICS_DIRECTORY, os.getpid())
 
 
 def render_metrics(metrics_dir: str) -> tuple[bytes, str]:

@@ -7,6 +7,8 @@ file only if it checks out. Each test serves its own copy of the model.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -163,30 +165,41 @@ def test_a_deleted_metrics_directory_degrades_metrics_not_serving(served_copy):
     assert problems and all(json.loads(line)["level"] == "error" for line in problems)
 
 
-@pytest.fixture()
-def full_tmpfs(tmp_path) -> Iterator[Path]:
-    """A 512 KiB tmpfs, filled: the first page a worker maps and touches
-    there would kill it with SIGBUS."""
-    mount_point = tmp_path / "metrics"
+@contextlib.contextmanager
+def mounted_tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
+    """A fresh tmpfs of `size` at `mount_point`, unmounted afterwards."""
     mount_point.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
         capture_output=True,
         text=True,
     )
     assert mounted.returncode == 0, f"this test mounts a tmpfs: {mounted.stderr}"
     try:
-        filler = os.open(mount_point / "filler", os.O_WRONLY | os.O_CREAT)
-        try:
-            while os.write(filler, b"\1" * 4096):
-                pass
-        except OSError:  # ENOSPC: the filesystem is full
-            pass
-        finally:
-            os.close(filler)
         yield mount_point
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(directory: Path) -> None:
+    """Write a file in `directory` until its filesystem has no room left."""
+    filler = os.open(directory / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(filler, b"\1" * 4096):
+            pass
+    except OSError:  # ENOSPC: the filesystem is full
+        pass
+    finally:
+        os.close(filler)
+
+
+@pytest.fixture()
+def full_tmpfs(tmp_path) -> Iterator[Path]:
+    """A 512 KiB tmpfs, filled: the first page a worker maps and touches
+    there would kill it with SIGBUS."""
+    with mounted_tmpfs(tmp_path / "metrics", "512k") as mount_point:
+        fill(mount_point)
+        yield mount_point
 
 
 def test_a_full_metrics_filesystem_degrades_metrics_not_serving(
@@ -208,3 +221,41 @@ def test_a_full_metrics_filesystem_degrades_metrics_not_serving(
         assert process.poll() is None
     # The one worker this test killed is the only one that died.
     assert log.read_text().count("Unexpected exit from worker") == 1
+
+
+# Requests that each add a new (route, method, status) series, and so new
+# samples in the worker's metric files.
+NEW_SERIES_PATHS = ("/predict", "/predict/batch", "/model", "/healthz", "/readyz")
+NEW_SERIES_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def test_a_metrics_filesystem_filling_up_while_serving_kills_no_worker(
+    onnx_path, tmp_path
+):
+    """The filesystem fills between two room checks: the new series must land
+    on pages allocated at start-up, not on fresh ones (SIGBUS)."""
+    log = tmp_path / "server.log"
+    with (
+        mounted_tmpfs(tmp_path / "metrics", "16m") as metrics_dir,
+        serving_process(
+            onnx_path,
+            log,
+            workers=1,
+            extra_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
+        ) as (process, port),
+    ):
+        assert predict_statuses(port, 3) == [200] * 3
+        fill(metrics_dir)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        statuses = []
+        for path in (*NEW_SERIES_PATHS, *(f"/nowhere/{n}" for n in range(3))):
+            for method in NEW_SERIES_METHODS:
+                connection.request(method, path, b"{}", {"Content-Type": "text/x"})
+                response = connection.getresponse()
+                response.read()
+                statuses.append(response.status)
+        connection.close()
+        assert len(statuses) == 48 and max(statuses) < 500
+        assert predict_statuses(port, 5) == [200] * 5
+        assert process.poll() is None
+    assert "Unexpected exit from worker" not in log.read_text()
