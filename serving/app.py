@@ -13,7 +13,9 @@ from serving.config import ServeConfig
 from serving.http import (
     MAX_JSON_CONTAINERS_KEY,
     PROTOCOL_PREFIXES_KEY,
+    BodyWatch,
     install_http_layer,
+    refuse_late_body,
     require_one_host,
 )
 from serving.model import Predictor
@@ -31,6 +33,7 @@ from serving.telemetry import (
     install_request_hooks,
     prepare_metric_files,
     record_model,
+    report_stalled_body,
 )
 
 logger = logging.getLogger("serving.app")
@@ -79,6 +82,7 @@ def create_app(
         config.max_content_length,
         config.app_concurrency,
         probes=PROBE_PATHS | PROTOCOL_PROBE_PATHS,
+        body_watch=BodyWatch(config.timeout, report_stalled_body),
     )
     # One array per row, and a few around them, in any valid request.
     app.config[MAX_JSON_CONTAINERS_KEY] = config.max_batch_rows + JSON_CONTAINER_SLACK
@@ -103,8 +107,9 @@ def create_app(
     )
     install_request_hooks(app, write_access_log=config.access_log)
     prepare_metric_files(rule.rule for rule in app.url_map.iter_rules())
-    # After the request id is stamped, so that the refusal carries one.
+    # After the request id is stamped, so that the refusals carry one.
     app.before_request(require_one_host)
+    app.before_request(refuse_late_body)
     if warm:
         warm_up(app)
     return app

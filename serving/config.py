@@ -168,8 +168,9 @@ class ServeConfig:
         "SERVE_TIMEOUT",
         10,
         between(1, 3600),
-        "Seconds a client has to send its request headers; slower ones are "
-        "disconnected.",
+        "Seconds a client has to send its request headers (slower ones are "
+        "disconnected) and its body (a stalled one is logged and counted, and a "
+        "late one answered 408).",
     )
     graceful_timeout: int = setting(
         "SERVE_GRACEFUL_TIMEOUT",

@@ -18,6 +18,8 @@ import itertools
 import logging
 import threading
 import time
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -36,6 +38,8 @@ DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
 DRAIN_CHUNK_BYTES = 64 * 1024
 PROBE_METHODS = frozenset({"GET", "HEAD"})
 UNSIZED_KEY = "digits.unsized_body"  # environ flag: sent without Content-Length
+LATE_BODY_KEY = "digits.late_body"  # environ: why the body counts as timed out
+STALL_CHECK_INTERVAL_S = 1.0
 # Codes for the Werkzeug exceptions whose default name is not the one clients
 # already match on; every other one is named after its reason phrase.
 WERKZEUG_CODES = {413: "payload_too_large"}
@@ -84,6 +88,11 @@ class UnsupportedMediaType(ServingError):
 class BadRequest(ServingError):
     status = 400
     code = "bad_request"
+
+
+class BodyTimeout(ServingError):
+    status = 408
+    code = "request_timeout"
 
 
 class NotReady(ServingError):
@@ -276,8 +285,92 @@ class FifoGate:
                 self._free += 1
 
 
+class BodyWatch:
+    """The requests whose body is being read, and a thread that reports stalls.
+
+    granian reads a body in Rust with no timeout (a "wontfix" upstream), and a
+    thread blocked there cannot be freed from Python: a stalled upload holds
+    it until the client sends the rest or goes away. What the service can do
+    is say so: a body still incomplete after `timeout` seconds is reported
+    once, while it hangs (`report(environ, seconds)`: a log line with the
+    request id, a counter), and a body that completes, or ends, after the
+    timeout is answered 408. A buffering proxy in front cuts such clients off
+    itself (the compose deployment's nginx does, after the same 10 s).
+    """
+
+    def __init__(self, timeout: float, report: Callable[[dict, float], None]) -> None:
+        self.timeout = timeout
+        self.report = report
+        self.reading: dict[int, tuple[float, dict]] = {}  # by thread
+        self._watcher: threading.Thread | None = None
+
+    def begin(self, environ: dict) -> float:
+        """Note that this thread starts reading `environ`'s body; return when."""
+        if self._watcher is None:
+            self._start_watcher()
+        started = time.monotonic()
+        self.reading[threading.get_ident()] = (started, environ)
+        return started
+
+    def end(self, started: float) -> float:
+        """Note that this thread's read is over; return how long it took."""
+        del self.reading[threading.get_ident()]
+        return time.monotonic() - started
+
+    def _start_watcher(self) -> None:
+        # Started by the first request, so in the worker, after the fork. It
+        # holds only a weak reference: an app that is gone stops its watcher.
+        self._watcher = threading.Thread(
+            target=watch_for_stalls,
+            args=(weakref.ref(self),),
+            name="body-watch",
+            daemon=True,
+        )
+        self._watcher.start()
+
+    def stalled(self, now: float) -> list[tuple[int, float, dict]]:
+        """The reads older than the timeout: (thread, started, environ)."""
+        return [
+            (thread, started, environ)
+            for thread, (started, environ) in list(self.reading.items())
+            if now - started > self.timeout
+        ]
+
+
+def watch_for_stalls(watch_ref: weakref.ref[BodyWatch]) -> None:
+    """Report each stalled read once, every STALL_CHECK_INTERVAL_S."""
+    reported: set[tuple[int, float]] = set()
+    while True:
+        time.sleep(STALL_CHECK_INTERVAL_S)
+        watch = watch_ref()
+        if watch is None:
+            return
+        now = time.monotonic()
+        stalled = watch.stalled(now)
+        for thread, started, environ in stalled:
+            if (thread, started) not in reported:
+                reported.add((thread, started))
+                try:
+                    watch.report(environ, now - started)
+                except Exception:  # a report must never stop the watcher
+                    logger.exception("could not report a stalled request body")
+        reported &= {(thread, started) for thread, started, _ in stalled}
+        del watch
+
+
+def refuse_late_body() -> None:
+    """Answer 408 to a request whose body came in after the timeout."""
+    late = request.environ.get(LATE_BODY_KEY)
+    if late is not None:
+        raise BodyTimeout(late)
+
+
 def admit_with_whole_bodies(
-    wsgi_app, limit: int, concurrency: int, probes: frozenset[str] = frozenset()
+    wsgi_app,
+    limit: int,
+    concurrency: int,
+    probes: frozenset[str] = frozenset(),
+    watch: BodyWatch | None = None,
 ):
     """Read each body, then let at most `concurrency` requests run the app at once.
 
@@ -292,7 +385,19 @@ def admit_with_whole_bodies(
     slots = FifoGate(concurrency)
 
     def app(environ: dict, start_response):
-        buffer_body(environ, limit)
+        if watch is None:
+            buffer_body(environ, limit)
+        else:
+            started = watch.begin(environ)
+            try:
+                buffer_body(environ, limit)
+            finally:
+                seconds = watch.end(started)
+            if seconds > watch.timeout:
+                environ[LATE_BODY_KEY] = (
+                    f"the request body took {seconds:.1f} s to arrive, over the "
+                    f"{watch.timeout:g} s limit"
+                )
         environ[STARTED_KEY] = time.perf_counter()  # latency includes the wait
         if environ["REQUEST_METHOD"] in PROBE_METHODS and (
             environ.get("PATH_INFO") in probes
@@ -418,6 +523,7 @@ def install_http_layer(
     max_content_length: int,
     concurrency: int,
     probes: frozenset[str] = frozenset(),
+    body_watch: BodyWatch | None = None,
 ) -> None:
     """Strict JSON, the body size limit and the error shape, for every route."""
     app.request_class = StrictJsonRequest
@@ -426,7 +532,7 @@ def install_http_layer(
     # Without this, Flask answers OPTIONS itself with an empty HTML 200.
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.wsgi_app = admit_with_whole_bodies(
-        app.wsgi_app, max_content_length, concurrency, probes
+        app.wsgi_app, max_content_length, concurrency, probes, body_watch
     )
     app.register_error_handler(ServingError, handle_serving_error)
     app.register_error_handler(ValidationError, handle_validation_error)

@@ -140,6 +140,11 @@ MODEL_INFO = Gauge(
     multiprocess_mode="livemax",
 )
 
+STALLED_BODIES = Counter(
+    "digits_stalled_request_bodies_total",
+    "Request bodies still incomplete after SERVE_TIMEOUT seconds (each counted "
+    "once, while it hangs; it is answered 408 if it ever completes).",
+)
 MODEL_RELOADS = Counter(
     "digits_model_reloads_total",
     "SIGHUP model reloads, by result: accepted, or refused (the old model stays).",
@@ -326,15 +331,46 @@ def current_request_id() -> str:
     return request.environ.get(REQUEST_ID_KEY, "-")
 
 
+def assign_request_id(environ: dict) -> str:
+    """Return the request's id, giving it one first if it has none yet: the
+    caller's X-Request-ID if short and plain, else a fresh one."""
+    request_id = environ.get(REQUEST_ID_KEY)
+    if request_id is None:
+        offered = environ.get("HTTP_X_REQUEST_ID", "")
+        fresh = offered if ACCEPTABLE_REQUEST_ID.fullmatch(offered) else None
+        # setdefault: the body watcher may name a stalled request meanwhile.
+        request_id = environ.setdefault(REQUEST_ID_KEY, fresh or new_request_id())
+    return request_id
+
+
 def start_request() -> None:
-    """Stamp the request with its id and start time."""
+    """Stamp the request with its id."""
     # STARTED_KEY is stamped by the HTTP layer when the body is in, before
     # the request waits for an app slot, so latency includes that wait.
-    environ = request.environ
-    offered = environ.get("HTTP_X_REQUEST_ID", "")
-    environ[REQUEST_ID_KEY] = (
-        offered if ACCEPTABLE_REQUEST_ID.fullmatch(offered) else new_request_id()
+    assign_request_id(request.environ)
+
+
+@never_fails
+def count_stalled_body() -> None:
+    STALLED_BODIES.inc()
+
+
+def report_stalled_body(environ: dict, seconds: float) -> None:
+    """Log and count a request whose body has not arrived after `seconds`.
+
+    Runs in the HTTP layer's watcher thread while the request still waits;
+    the id it logs is the one the request's 408 and access line carry later.
+    """
+    logging.getLogger("serving.http").warning(
+        "request body stalled",
+        extra={
+            "request_id": assign_request_id(environ),
+            "method": environ.get("REQUEST_METHOD", ""),
+            "path": request_path(environ),
+            "waited_s": round(seconds, 1),
+        },
     )
+    count_stalled_body()
 
 
 class AccessLog:

@@ -126,6 +126,85 @@ def test_slow_clients_do_not_delay_normal_requests(running_server):
     assert max(seconds for _, seconds in results) < 1.0, results
 
 
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Read one HTTP/1.1 response with a Content-Length from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {
+        name.lower(): value.strip()
+        for name, value in (line.split(":", 1) for line in header_lines)
+    }
+    while len(body) < int(headers["content-length"]):
+        body += sock.recv(65536)
+    return int(status_line.split()[1]), headers, body
+
+
+def log_entries(log_path) -> list[dict]:
+    return [json.loads(line) for line in log_path.read_text().splitlines()]
+
+
+def stalled_bodies_counted(port: int) -> float:
+    samples = metric_samples(port)
+    (counted,) = [
+        s.value for s in samples if s.name == "digits_stalled_request_bodies_total"
+    ]
+    return counted
+
+
+@pytest.mark.parametrize("client_gives_up", [False, True])
+def test_a_stalled_body_is_reported_while_it_hangs_and_answered_408(
+    onnx_path, tmp_path, client_gives_up
+):
+    """SERVE_TIMEOUT=1: the stall is logged with its request id and counted
+    within about 2 s; the late body gets a 408 with that same id."""
+    log_path = tmp_path / "server.log"
+    env = {"SERVE_TIMEOUT": "1"}
+    with serving_process(onnx_path, log_path, 1, extra_env=env) as (_, port):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        head = (
+            "POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\nX-Request-ID: stalled-upload-1\r\n"
+            f"Content-Length: {len(PREDICT_BODY)}\r\n\r\n"
+        ).encode()
+        sock.sendall(head + PREDICT_BODY[:10])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and stalled_bodies_counted(port) == 0:
+            time.sleep(0.2)
+        assert stalled_bodies_counted(port) == 1
+        (stall,) = [
+            e for e in log_entries(log_path) if e["message"] == "request body stalled"
+        ]
+        assert stall["level"] == "warning" and stall["path"] == "/predict"
+        assert stall["request_id"] == "stalled-upload-1" and stall["waited_s"] >= 1
+        assert timed_predict(port)[0] == 200  # others are served meanwhile
+        if client_gives_up:
+            sock.close()
+        else:
+            sock.sendall(PREDICT_BODY[10:])
+            status, headers, body = read_response(sock)
+            sock.close()
+            assert status == 408
+            assert json.loads(body)["error"]["code"] == "request_timeout"
+            assert headers["x-request-id"] == "stalled-upload-1"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not [
+            e for e in log_entries(log_path) if e.get("status") == 408
+        ]:
+            time.sleep(0.2)
+        (access,) = [e for e in log_entries(log_path) if e.get("status") == 408]
+        assert access["request_id"] == "stalled-upload-1"
+        assert stalled_bodies_counted(port) == 1  # counted once, not per check
+        timeouts = [
+            s.value
+            for s in metric_samples(port)
+            if s.name == "digits_http_requests_total" and s.labels["status"] == "408"
+        ]
+        assert timeouts == [1.0]
+
+
 def test_keep_alive_connection_serves_many_requests(running_server):
     _, port, _ = running_server
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
