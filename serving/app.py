@@ -113,3 +113,19 @@ def create_app(
     if warm:
         warm_up(app)
     return app
+
+
+def create_worker_app() -> Flask:
+    """The server's app factory, run in each worker process.
+
+    A worker that cannot build its app logs why as one JSON line and exits
+    with status 1 (multiprocessing would print a bare traceback). The server
+    starts it again; one that fails again within seconds ends the whole
+    server with status 1, so a supervisor restarts it rather than leaving a
+    port that accepts connections nobody answers.
+    """
+    try:
+        return create_app()
+    except Exception as error:
+        logger.exception(f"worker failed to boot: {error}")
+        raise SystemExit(1) from None

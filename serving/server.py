@@ -3,9 +3,10 @@
 Workers are forked from the launcher, which has already imported the libraries
 (Flask, numpy, onnxruntime) to check the model: the workers share those pages,
 so each costs less memory than a spawned one and starts in about a third of the
-time (README, Benchmark). Each then builds the app (`serving.app:create_app`) and its
-own onnxruntime session; the launcher's check session is gone by then, and with
-one onnxruntime thread per session no library thread exists at the fork.
+time (README, Benchmark). Each then builds the app
+(`serving.app:create_worker_app`) and its own onnxruntime session; the
+launcher's check session is gone by then, and with one onnxruntime thread per
+session no library thread exists at the fork.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from serving.metrics_files import remove_metric_files
 from serving.metrics_room import DISABLED_VARIABLE, lack_of_room
 from serving.rollout import reload_model
 
-APP_FACTORY = "serving.app:create_app"
+APP_FACTORY = "serving.app:create_worker_app"
 METRICS_DIR_VARIABLE = ENV_NAMES["metrics_dir"]  # read by prometheus-client
 M_ARENA_MAX = -8  # glibc's <malloc.h>
 

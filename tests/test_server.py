@@ -418,6 +418,41 @@ def test_configured_metrics_directory_is_emptied_at_exit(onnx_path, tmp_path):
     assert os.listdir(configured) == ["other.txt"]
 
 
+def test_workers_that_cannot_boot_end_the_server_with_status_1(tmp_path):
+    """No port left open that nobody answers: each failure is one JSON line,
+    and the server exits non-zero within seconds for a supervisor to see."""
+    # The launcher's model check is skipped (serve() directly), so the
+    # workers themselves find the model missing.
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            str(serve_env_python()),
+            "-c",
+            "from serving.config import ServeConfig\n"
+            "from serving.server import serve\n"
+            "serve(ServeConfig.from_env())",
+        ],
+        cwd=REPO_ROOT,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOST": "127.0.0.1",
+            "PORT": str(free_port()),
+            "SERVE_WORKERS": "2",
+            "SERVE_MODEL_PATH": str(tmp_path / "absent.onnx"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert time.monotonic() - started < 15
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    failures = [e for e in entries if e["message"].startswith("worker failed to boot")]
+    assert failures and all(e["level"] == "error" for e in failures)
+    assert "model file not found" in failures[0]["message"]
+    assert any("crash loop" in e["message"] for e in entries)
+
+
 def test_every_log_line_is_json_the_start_line_included(running_server):
     _, port, log_path = running_server
     assert timed_predict(port)[0] == 200
