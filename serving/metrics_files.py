@@ -3,7 +3,7 @@ multiprocess mode): what a worker that has exited leaves behind.
 
 Each worker maps its own files, named `<type>_<pid>.db` (gauges:
 `gauge_<mode>_<pid>.db`). The HTTP server has no hook for a worker's exit, so
-every scrape does the bookkeeping:
+every scrape and every worker's start-up does the bookkeeping:
 
 - a dead worker's live gauges are dropped (it no longer serves that model);
 - its counters and histograms are added into one `<type>_merged.db` per type

@@ -263,18 +263,21 @@ def record_model(name: str, version: str, sha256: str) -> None:
 
 @never_fails
 def prepare_metric_files(endpoints: Iterable[str]) -> None:
-    """Create this worker's metric files and allocate their pages, at start-up.
+    """Set up this worker's metric files at start-up, while there is room.
 
     Every route's latency series is created here, so the worker has all its
-    files while the launcher's room check holds, and their pages (1 MiB each,
-    far more than these closed label sets fill) are allocated: a metrics
-    filesystem that fills up later cannot kill the worker with SIGBUS between
-    two room checks. Only a file grown past that could, and the once-a-second
-    check covers it.
+    files, and their pages are allocated: new series then land on pages that
+    exist, and a metrics filesystem that fills up later cannot kill the worker
+    with SIGBUS between two room checks. Only a file that grows past its size
+    here (prometheus-client starts at 64 KiB and doubles; the latency file
+    has grown to hold every route) could, and the once-a-second room check
+    covers that. The files of workers that have exited (a reload, a crash)
+    are merged first, so they do not pile up on a server nobody scrapes.
     """
     for endpoint in (*endpoints, UNMATCHED_ENDPOINT):
         latency_histogram(endpoint)
     if METRICS_DIRECTORY:
+        merge_dead_workers(METRICS_DIRECTORY)
         reserve_files(METRICS_DIRECTORY, os.getpid())
 
 

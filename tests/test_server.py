@@ -368,10 +368,10 @@ def test_killed_worker_is_replaced_its_counts_kept_and_its_files_merged(
     victim = kill_one_worker_and_wait_for_its_replacement(process)
     statuses = [timed_predict(port)[0] for _ in range(10)]
     assert statuses == [200] * 10
-    # A scrape drops the dead worker's live gauges and merges its counters.
-    assert predicted_rows(port) == counted + 10
+    # Its replacement merged the dead worker's files at start-up, before any scrape.
     assert not [name for name in os.listdir(metrics_dir) if f"_{victim}." in name]
     assert "counter_merged.db" in os.listdir(metrics_dir)
+    assert predicted_rows(port) == counted + 10
 
 
 def metrics_dir_of(pid: int) -> str:
