@@ -116,7 +116,7 @@ def create_app(
 
 
 def create_worker_app() -> Flask:
-    """The server's app factory, run in each worker process.
+    """Build the app in a worker process: the server's app factory.
 
     A worker that cannot build its app logs why as one JSON line and exits
     with status 1 (multiprocessing would print a bare traceback). The server

@@ -169,8 +169,8 @@ class ServeConfig:
         10,
         between(1, 3600),
         "Seconds a client has to send its request headers (slower ones are "
-        "disconnected) and its body (a stalled one is logged and counted, and a "
-        "late one answered 408).",
+        "disconnected), and most it may pause while sending its body (a stalled "
+        "body is logged and counted, and answered 408 if it ever completes).",
     )
     graceful_timeout: int = setting(
         "SERVE_GRACEFUL_TIMEOUT",

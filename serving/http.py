@@ -35,7 +35,7 @@ logger = logging.getLogger("serving.http")
 
 JSON_MIMETYPE = "application/json"
 DRAIN_LIMIT_BYTES = 16 * 1024 * 1024
-DRAIN_CHUNK_BYTES = 64 * 1024
+READ_PIECE_BYTES = 64 * 1024  # progress is seen once per piece of a body
 PROBE_METHODS = frozenset({"GET", "HEAD"})
 UNSIZED_KEY = "digits.unsized_body"  # environ flag: sent without Content-Length
 LATE_BODY_KEY = "digits.late_body"  # environ: why the body counts as timed out
@@ -220,16 +220,39 @@ def parse_json_body(body: bytes) -> Any:
         raise InvalidJSON(f"request body is not valid JSON: {error}") from None
 
 
-def discard(stream, length: int) -> None:
+def read_pieces(stream, size: int, on_piece: Callable[[], None] | None) -> bytes:
+    """Read up to `size` bytes of `stream` (fewer if it ends), a piece at a time.
+
+    The server's read blocks until the piece is in: reading in pieces lets
+    `on_piece` see an upload making progress. One read for a small body.
+    """
+    if size <= READ_PIECE_BYTES or on_piece is None:
+        return stream.read(size)
+    pieces: list[bytes] = []
+    while size > 0:
+        piece = stream.read(min(READ_PIECE_BYTES, size))
+        if not piece:
+            break
+        pieces.append(piece)
+        size -= len(piece)
+        on_piece()
+    return b"".join(pieces)
+
+
+def discard(stream, length: int, on_piece: Callable[[], None] | None = None) -> None:
     """Read and drop up to `length` bytes of `stream`."""
     while length > 0:
-        chunk = stream.read(min(DRAIN_CHUNK_BYTES, length))
+        chunk = stream.read(min(READ_PIECE_BYTES, length))
         if not chunk:
             return
         length -= len(chunk)
+        if on_piece:
+            on_piece()
 
 
-def buffer_body(environ: dict, limit: int) -> None:
+def buffer_body(
+    environ: dict, limit: int, on_piece: Callable[[], None] | None = None
+) -> None:
     """Read the whole body (within `limit`) before the app runs.
 
     A slow upload then waits here, holding a server thread but no app slot.
@@ -243,10 +266,11 @@ def buffer_body(environ: dict, limit: int) -> None:
     length = get_content_length(environ)  # None: no length, or chunked framing
     if length is not None and length > limit:
         if length <= DRAIN_LIMIT_BYTES:  # larger: not worth the thread's time
-            discard(environ["wsgi.input"], length)
+            discard(environ["wsgi.input"], length, on_piece)
         environ["wsgi.input"] = io.BytesIO()
         return
-    body = environ["wsgi.input"].read(limit + 1 if length is None else length)
+    wanted = limit + 1 if length is None else length
+    body = read_pieces(environ["wsgi.input"], wanted, on_piece)
     environ["wsgi.input"] = io.BytesIO(body)
     if length is None:
         environ["CONTENT_LENGTH"] = str(len(body))
@@ -291,54 +315,74 @@ class BodyWatch:
     granian reads a body in Rust with no timeout (a "wontfix" upstream), and a
     thread blocked there cannot be freed from Python: a stalled upload holds
     it until the client sends the rest or goes away. What the service can do
-    is say so: a body still incomplete after `timeout` seconds is reported
-    once, while it hangs (`report(environ, seconds)`: a log line with the
-    request id, a counter), and a body that completes, or ends, after the
-    timeout is answered 408. A buffering proxy in front cuts such clients off
-    itself (the compose deployment's nginx does, after the same 10 s).
+    is say so. A body is read in pieces; a wait for the next piece longer
+    than `timeout` is a stall, as nginx's client_body_timeout counts it (a
+    slow but steady upload is fine). A stall is reported once, while it
+    hangs (`report(environ, seconds)`: a log line with the request id, a
+    counter), and its request is answered 408 if the body ever completes. A
+    buffering proxy in front closes such connections itself (the compose
+    deployment's nginx does, after the same 10 s).
     """
 
     def __init__(self, timeout: float, report: Callable[[dict, float], None]) -> None:
         self.timeout = timeout
         self.report = report
-        self.reading: dict[int, tuple[float, dict]] = {}  # by thread
+        # By thread: [when the last piece came in (or the read began), environ].
+        self.reading: dict[int, list] = {}
         self._watcher: threading.Thread | None = None
+        self._starting = threading.Lock()
 
-    def begin(self, environ: dict) -> float:
-        """Note that this thread starts reading `environ`'s body; return when."""
+    def begin(self, environ: dict) -> None:
+        """Note that this thread starts reading `environ`'s body."""
         if self._watcher is None:
             self._start_watcher()
-        started = time.monotonic()
-        self.reading[threading.get_ident()] = (started, environ)
-        return started
+        self.reading[threading.get_ident()] = [time.monotonic(), environ]
 
-    def end(self, started: float) -> float:
-        """Note that this thread's read is over; return how long it took."""
-        del self.reading[threading.get_ident()]
-        return time.monotonic() - started
+    def piece_read(self) -> None:
+        """Note that a piece of this thread's body has come in."""
+        entry = self.reading[threading.get_ident()]
+        entry[0] = self._check_wait(entry)
+
+    def end(self) -> None:
+        """Note that this thread's read is over (the body is in, or cut short)."""
+        self._check_wait(self.reading.pop(threading.get_ident()))
+
+    def _check_wait(self, entry: list) -> float:
+        """Mark the request late if it waited over the timeout; return now."""
+        now = time.monotonic()
+        waited = now - entry[0]
+        if waited > self.timeout:
+            entry[1][LATE_BODY_KEY] = (
+                f"the request body stopped for {waited:.1f} s, over the "
+                f"{self.timeout:g} s limit"
+            )
+        return now
 
     def _start_watcher(self) -> None:
         # Started by the first request, so in the worker, after the fork. It
         # holds only a weak reference: an app that is gone stops its watcher.
-        self._watcher = threading.Thread(
-            target=watch_for_stalls,
-            args=(weakref.ref(self),),
-            name="body-watch",
-            daemon=True,
-        )
-        self._watcher.start()
+        with self._starting:
+            if self._watcher is not None:  # another request started it
+                return
+            self._watcher = threading.Thread(
+                target=watch_for_stalls,
+                args=(weakref.ref(self),),
+                name="body-watch",
+                daemon=True,
+            )
+            self._watcher.start()
 
     def stalled(self, now: float) -> list[tuple[int, float, dict]]:
-        """The reads older than the timeout: (thread, started, environ)."""
+        """The reads waiting longer than the timeout: (thread, since, environ)."""
         return [
-            (thread, started, environ)
-            for thread, (started, environ) in list(self.reading.items())
-            if now - started > self.timeout
+            (thread, since, environ)
+            for thread, (since, environ) in list(self.reading.items())
+            if now - since > self.timeout
         ]
 
 
 def watch_for_stalls(watch_ref: weakref.ref[BodyWatch]) -> None:
-    """Report each stalled read once, every STALL_CHECK_INTERVAL_S."""
+    """Report each stall once, checking every STALL_CHECK_INTERVAL_S."""
     reported: set[tuple[int, float]] = set()
     while True:
         time.sleep(STALL_CHECK_INTERVAL_S)
@@ -347,19 +391,19 @@ def watch_for_stalls(watch_ref: weakref.ref[BodyWatch]) -> None:
             return
         now = time.monotonic()
         stalled = watch.stalled(now)
-        for thread, started, environ in stalled:
-            if (thread, started) not in reported:
-                reported.add((thread, started))
+        for thread, since, environ in stalled:
+            if (thread, since) not in reported:
+                reported.add((thread, since))
                 try:
-                    watch.report(environ, now - started)
+                    watch.report(environ, now - since)
                 except Exception:  # a report must never stop the watcher
                     logger.exception("could not report a stalled request body")
-        reported &= {(thread, started) for thread, started, _ in stalled}
+        reported &= {(thread, since) for thread, since, _ in stalled}
         del watch
 
 
 def refuse_late_body() -> None:
-    """Answer 408 to a request whose body came in after the timeout."""
+    """Answer 408 to a request whose body stalled past the timeout."""
     late = request.environ.get(LATE_BODY_KEY)
     if late is not None:
         raise BodyTimeout(late)
@@ -388,16 +432,11 @@ def admit_with_whole_bodies(
         if watch is None:
             buffer_body(environ, limit)
         else:
-            started = watch.begin(environ)
+            watch.begin(environ)
             try:
-                buffer_body(environ, limit)
+                buffer_body(environ, limit, watch.piece_read)
             finally:
-                seconds = watch.end(started)
-            if seconds > watch.timeout:
-                environ[LATE_BODY_KEY] = (
-                    f"the request body took {seconds:.1f} s to arrive, over the "
-                    f"{watch.timeout:g} s limit"
-                )
+                watch.end()
         environ[STARTED_KEY] = time.perf_counter()  # latency includes the wait
         if environ["REQUEST_METHOD"] in PROBE_METHODS and (
             environ.get("PATH_INFO") in probes

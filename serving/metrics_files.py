@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterator
@@ -33,6 +34,10 @@ MERGED_NAME = "merged"  # `counter_merged.db` holds every dead worker's counters
 LOCK_FILENAME = ".merge.lock"  # not *.db: the collector reads only those
 PARTIAL_SUFFIX = ".partial"  # a merged file being written
 FOLDED_SUFFIX = ".folded"  # the files a merge has counted, until they are gone
+UNREADABLE_SUFFIX = ".unreadable"  # a torn file, kept for a look, never read
+INITIAL_FILE_BYTES = 64 * 1024  # prometheus-client's first size for a file
+
+logger = logging.getLogger("serving.metrics")
 
 
 def pid_is_alive(pid: int) -> bool:
@@ -97,24 +102,77 @@ def dead_worker_files(metrics_dir: str, kind: str) -> list[str]:
     ]
 
 
-def summed_values(paths: list[str]) -> dict[str, float]:
-    """Add up the samples of several files of one additive type, key by key."""
+def file_values(path: str) -> list[tuple[str, float]]:
+    """The (key, value) samples of one metric file; raises if it is unreadable."""
     from prometheus_client.mmap_dict import MmapedDict
 
-    totals: dict[str, float] = defaultdict(float)
-    for path in paths:
+    return [
+        (key, value)
         for key, value, _timestamp, _position in MmapedDict.read_all_values_from_file(
             path
-        ):
+        )
+    ]
+
+
+def quarantine(path: str, error: Exception) -> None:
+    """Rename an unreadable file out of the collector's way, saying why once.
+
+    A worker killed while creating its file leaves it empty or torn; left as
+    *.db it would make every scrape and every merge fail.
+    """
+    os.replace(path, path + UNREADABLE_SUFFIX)
+    logger.warning(
+        f"metric file {os.path.basename(path)} is unreadable "
+        f"({type(error).__name__}: {error}); renamed to *{UNREADABLE_SUFFIX}, "
+        "its counts are lost"
+    )
+
+
+def summed_values(paths: list[str]) -> tuple[dict[str, float], list[str]]:
+    """Add up the samples of files of one additive type, key by key.
+
+    Returns the totals and the files they came from; unreadable files are
+    quarantined and left out.
+    """
+    totals: dict[str, float] = defaultdict(float)
+    summed: list[str] = []
+    for path in paths:
+        try:
+            values = file_values(path)
+        except Exception as error:  # struct.error, RuntimeError, ... (torn file)
+            quarantine(path, error)
+            continue
+        for key, value in values:
             totals[key] += value
-    return totals
+        summed.append(path)
+    return totals, summed
+
+
+def entry_bytes_at_most(key: str) -> int:
+    """An upper bound on one sample's size in prometheus-client's file format:
+    a 4-byte length, the key padded to 8 bytes, value and timestamp."""
+    return 4 + len(key.encode()) + 8 + 16
 
 
 def write_values(path: str, values: dict[str, float]) -> None:
-    """Write `values` to a fresh file at `path`, in prometheus-client's format."""
+    """Write `values` to a fresh file at `path`, in prometheus-client's format.
+
+    The file's pages are allocated before it is mapped, at the size the
+    library would grow it to (64 KiB, doubled as needed): on a full
+    filesystem this raises OSError instead of a SIGBUS on the first write.
+    """
     from prometheus_client.mmap_dict import MmapedDict
 
-    mapped = MmapedDict(path)
+    needed = 8 + sum(entry_bytes_at_most(key) for key in values)
+    size = INITIAL_FILE_BYTES
+    while size < needed:
+        size *= 2
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    finally:
+        os.close(fd)
+    mapped = MmapedDict(path)  # a zeroed file of this size: an empty one
     try:
         for key, value in values.items():
             mapped.write_value(key, value, 0.0)
@@ -151,14 +209,18 @@ def merge_kind(metrics_dir: str, kind: str) -> int:
     if not dead:
         return 0
     sources = [merged, *dead] if os.path.exists(merged) else dead
-    write_values(merged + PARTIAL_SUFFIX, summed_values(sources))
+    totals, summed = summed_values(sources)
+    folded = [path for path in summed if path != merged]
+    if not folded:
+        return 0
+    write_values(merged + PARTIAL_SUFFIX, totals)
     with open(merged + FOLDED_SUFFIX, "w") as listing:
-        listing.write("\n".join(dead))
+        listing.write("\n".join(folded))
     os.replace(merged + PARTIAL_SUFFIX, merged)
-    for path in dead:
+    for path in folded:
         os.remove(path)
     os.remove(merged + FOLDED_SUFFIX)
-    return len(dead)
+    return len(folded)
 
 
 def merge_dead_workers(metrics_dir: str) -> int:
@@ -173,7 +235,7 @@ def merge_dead_workers(metrics_dir: str) -> int:
 def remove_metric_files(metrics_dir: str) -> None:
     """Remove every prometheus-client file (and our lock) from the directory."""
     for name in os.listdir(metrics_dir):
-        if name.endswith((".db", PARTIAL_SUFFIX, FOLDED_SUFFIX)) or (
+        if name.endswith((".db", PARTIAL_SUFFIX, FOLDED_SUFFIX, UNREADABLE_SUFFIX)) or (
             name == LOCK_FILENAME
         ):
             os.remove(os.path.join(metrics_dir, name))

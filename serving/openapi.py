@@ -74,7 +74,7 @@ VALIDATION_ERRORS = {
         "arrays, objects or keys than any valid request (json_too_complex)"
     ),
     "408": error_reply(
-        "the body took longer than SERVE_TIMEOUT seconds to arrive (request_timeout)"
+        "the body stopped for over SERVE_TIMEOUT seconds (request_timeout)"
     ),
     "413": error_reply("body larger than the configured limit"),
     "415": error_reply("Content-Type is not application/json"),
@@ -197,7 +197,7 @@ MODEL_ERRORS = {"404": protocol_error("no such model or version")}
 READY_ERRORS = {"503": protocol_error("not ready"), **MODEL_ERRORS}
 INFER_ERRORS = {
     "400": protocol_error("not valid JSON, or not a valid inference request"),
-    "408": protocol_error("the body took longer than SERVE_TIMEOUT seconds to arrive"),
+    "408": protocol_error("the body stopped for over SERVE_TIMEOUT seconds"),
     "413": protocol_error("body larger than the configured limit"),
     **MODEL_ERRORS,
 }

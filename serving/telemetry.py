@@ -277,8 +277,23 @@ def prepare_metric_files(endpoints: Iterable[str]) -> None:
     for endpoint in (*endpoints, UNMATCHED_ENDPOINT):
         latency_histogram(endpoint)
     if METRICS_DIRECTORY:
-        merge_dead_workers(METRICS_DIRECTORY)
+        merge_when_room(METRICS_DIRECTORY)
+        # record_model has run: the gauge file exists too, and is reserved.
         reserve_files(METRICS_DIRECTORY, os.getpid())
+
+
+def merge_when_room(metrics_dir: str) -> None:
+    """Merge exited workers' metric files if the filesystem has room for it.
+
+    Never raises: files that cannot be merged are read as they are.
+    """
+    try:
+        if lack_of_room(metrics_dir) is None:
+            merge_dead_workers(metrics_dir)
+    except Exception as error:  # OSError and whatever a torn file raises
+        logging.getLogger("serving.metrics").warning(
+            f"exited workers' metric files not merged: {type(error).__name__}: {error}"
+        )
 
 
 def render_metrics(metrics_dir: str) -> tuple[bytes, str]:
@@ -295,15 +310,16 @@ def render_metrics(metrics_dir: str) -> tuple[bytes, str]:
         raise MetricsUnavailable(
             f"the metrics directory {metrics_dir} is gone or is not a directory"
         )
+    merge_when_room(metrics_dir)
     try:
-        merge_dead_workers(metrics_dir)
         with directory_lock(metrics_dir, exclusive=False):
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=metrics_dir)
             return generate_latest(registry), CONTENT_TYPE_LATEST
-    except (OSError, ValueError) as error:
+    except Exception as error:  # OSError, ValueError, a torn file's struct.error
         raise MetricsUnavailable(
-            f"cannot read the metrics directory {metrics_dir}: {error}"
+            f"cannot read the metrics directory {metrics_dir}: "
+            f"{type(error).__name__}: {error}"
         ) from None
 
 
@@ -355,6 +371,7 @@ def start_request() -> None:
 
 @never_fails
 def count_stalled_body() -> None:
+    """Count one request body still incomplete after SERVE_TIMEOUT."""
     STALLED_BODIES.inc()
 
 

@@ -7,11 +7,12 @@ files, as the server's workers do.
 
 from __future__ import annotations
 
-import fcntl
+import errno
 import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from serving.metrics_files import (
     FOLDED_SUFFIX,
-    LOCK_FILENAME,
     PARTIAL_SUFFIX,
+    UNREADABLE_SUFFIX,
     directory_lock,
     finish_interrupted_merge,
     forget_dead_workers,
@@ -30,6 +31,8 @@ from serving.metrics_files import (
     summed_values,
     write_values,
 )
+from tests.conftest import REPO_ROOT
+from tests.test_rollout import fill, mounted_tmpfs
 
 WORKER = textwrap.dedent(
     """
@@ -86,6 +89,13 @@ def scrape(metrics_dir: Path) -> dict[tuple, float]:
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def dead_pid() -> int:
+    """A pid no process has: that of a child that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
 
 
 def metric_files(metrics_dir: Path) -> list[str]:
@@ -163,7 +173,7 @@ def crash_mid_merge(metrics_dir: Path, renamed: bool) -> tuple[dict, str, str]:
     merged = str(metrics_dir / "counter_merged.db")
     dead = str(metrics_dir / f"counter_{pid}.db")
     written = merged if renamed else merged + PARTIAL_SUFFIX
-    write_values(written, summed_values([dead]))
+    write_values(written, summed_values([dead])[0])
     Path(merged + FOLDED_SUFFIX).write_text(dead)
     return before, merged, dead
 
@@ -187,14 +197,58 @@ def test_a_merge_cut_short_after_its_rename_is_completed(metrics_dir):
 
 
 def test_a_merge_waits_for_scrapes_reading_the_directory(metrics_dir):
-    with directory_lock(str(metrics_dir), exclusive=False):
-        other = os.open(metrics_dir / LOCK_FILENAME, os.O_RDWR)
-        try:
-            with pytest.raises(BlockingIOError):
-                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)  # scrapes share it
-        finally:
-            os.close(other)
+    dead_worker(metrics_dir, 1)
+    merged = threading.Event()
+
+    def merge() -> None:
+        merge_dead_workers(str(metrics_dir))
+        merged.set()
+
+    with directory_lock(str(metrics_dir), exclusive=False):  # a scrape reading
+        with directory_lock(str(metrics_dir), exclusive=False):  # and another
+            merging = threading.Thread(target=merge)
+            merging.start()
+            assert not merged.wait(0.3)
+    assert merged.wait(5)
+    merging.join()
+    assert metric_files(metrics_dir) == ["counter_merged.db", "histogram_merged.db"]
+
+
+def test_an_unreadable_dead_file_is_set_aside_and_the_rest_merged(metrics_dir):
+    dead_worker(metrics_dir, 2)
+    torn = metrics_dir / f"counter_{dead_pid()}.db"
+    torn.write_bytes(b"")  # a worker killed while creating its file
+    merge_dead_workers(str(metrics_dir))
+    assert (metrics_dir / (torn.name + UNREADABLE_SUFFIX)).exists()
+    assert scrape(metrics_dir)[("served_total", (("route", "/predict"),))] == 2
+
+
+def test_writing_a_merged_file_on_a_full_filesystem_is_an_error_not_a_crash(
+    tmp_path,
+):
+    """Its pages are allocated before it is mapped: no SIGBUS (checked in a
+    child process, which such a crash would kill)."""
+    with mounted_tmpfs(tmp_path / "full", "256k") as full:
+        fill(full)
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys\n"
+                "from serving.metrics_files import write_values\n"
+                "try:\n"
+                "    write_values(sys.argv[1], {'key': 1.0})\n"
+                "except OSError as error:\n"
+                "    print('OSError', error.errno)\n",
+                str(full / "counter_merged.db.partial"),
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert child.returncode == 0, child.stderr  # -7 would be SIGBUS
+    assert child.stdout.split() == ["OSError", str(errno.ENOSPC)]
 
 
 def test_removing_the_files_leaves_other_files_alone(metrics_dir):

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import onnx
 import pytest
+from prometheus_client.mmap_dict import MmapedDict
 
 from contract import MetadataKey
 from tests.conftest import serving_process
@@ -244,7 +246,12 @@ def test_a_metrics_filesystem_filling_up_while_serving_kills_no_worker(
             extra_env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
         ) as (process, port),
     ):
-        assert predict_statuses(port, 3) == [200] * 3
+        (worker,) = children_of(process.pid)
+        # A room check runs at most once a second, on a metric write: wait
+        # one out, have the next request run it, then fill the filesystem and
+        # open the new series within the second that follows.
+        time.sleep(1.1)
+        assert predict_statuses(port, 1) == [200]
         fill(metrics_dir)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         statuses = []
@@ -256,6 +263,22 @@ def test_a_metrics_filesystem_filling_up_while_serving_kills_no_worker(
                 statuses.append(response.status)
         connection.close()
         assert len(statuses) == 48 and max(statuses) < 500
+        # The new series were written (on the full filesystem), not skipped.
+        written = request_series(metrics_dir / f"counter_{worker}.db")
+        assert {
+            ("/predict/batch", "POST", "415"),
+            ("unmatched", "PUT", "405"),
+        } <= written
         assert predict_statuses(port, 5) == [200] * 5
         assert process.poll() is None
     assert "Unexpected exit from worker" not in log.read_text()
+
+
+def request_series(counter_file: Path) -> set[tuple[str, str, str]]:
+    """The (route, method, status) series in one worker's counter file."""
+    series = set()
+    for key, _, _, _ in MmapedDict.read_all_values_from_file(str(counter_file)):
+        _, sample, labels, _ = json.loads(key)
+        if sample == "digits_http_requests_total":
+            series.add((labels["endpoint"], labels["method"], labels["status"]))
+    return series

@@ -357,19 +357,29 @@ def predicted_rows(port: int) -> float:
     return sum(s.value for s in samples if s.name == "digits_predicted_rows_total")
 
 
+def files_of_worker(metrics_dir: str, pid: int) -> list[str]:
+    return [name for name in os.listdir(metrics_dir) if f"_{pid}." in name]
+
+
 def test_killed_worker_is_replaced_its_counts_kept_and_its_files_merged(
     running_server,
 ):
-    process, port, _ = running_server
+    process, port, log_path = running_server
     metrics_dir = metrics_dir_of(process.pid)
-    for _ in range(20):  # both workers have counted some
+    for _ in range(200):  # until both workers have counted some
+        if children_of(process.pid) <= worker_pids_in(log_path.read_text()):
+            break
         assert timed_predict(port)[0] == 200
+    assert children_of(process.pid) <= worker_pids_in(log_path.read_text())
     counted = predicted_rows(port)
     victim = kill_one_worker_and_wait_for_its_replacement(process)
     statuses = [timed_predict(port)[0] for _ in range(10)]
     assert statuses == [200] * 10
-    # Its replacement merged the dead worker's files at start-up, before any scrape.
-    assert not [name for name in os.listdir(metrics_dir) if f"_{victim}." in name]
+    # Its replacement merges the dead worker's files as it starts, scrape or not.
+    deadline = time.monotonic() + REPLACE_TIMEOUT_S
+    while time.monotonic() < deadline and files_of_worker(metrics_dir, victim):
+        time.sleep(0.1)
+    assert files_of_worker(metrics_dir, victim) == []
     assert "counter_merged.db" in os.listdir(metrics_dir)
     assert predicted_rows(port) == counted + 10
 
