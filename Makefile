@@ -69,7 +69,8 @@ $(DEV_ENV)/.installed: requirements-train.txt requirements-serve.txt requirement
 	touch $@
 
 clean:
-	rm -rf $(TRAIN_ENV) $(SERVE_ENV) $(DEV_ENV) .cache .pytest_cache .ruff_cache
+	rm -rf $(TRAIN_ENV) $(SERVE_ENV) $(DEV_ENV) $(BENCH_ENV) $(BENCH_SERVE_ENV) \
+		.cache .pytest_cache .ruff_cache
 	find artifacts -mindepth 1 ! -name README.md -delete
 
 # Benchmark: the production server (granian) against the same app under
