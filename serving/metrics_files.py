@@ -60,7 +60,9 @@ def file_pid(path: str) -> int | None:
 @contextlib.contextmanager
 def directory_lock(metrics_dir: str, exclusive: bool) -> Iterator[None]:
     """Hold the directory's merge lock, shared (readers) or exclusive (a merge)."""
-    fd = os.open(os.path.join(metrics_dir, LOCK_FILENAME), os.O_RDWR | os.O_CREAT)
+    fd = os.open(
+        os.path.join(metrics_dir, LOCK_FILENAME), os.O_RDWR | os.O_CREAT, 0o644
+    )
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
