@@ -154,6 +154,34 @@ def stalled_bodies_counted(port: int) -> float:
     return counted
 
 
+def test_a_slow_but_steady_upload_is_not_a_stall(onnx_path, tmp_path):
+    """SERVE_TIMEOUT=1 and a 1024-row batch sent in 60 KB slices 0.4 s apart:
+    1.6 s in all, but never a second without a new 64 KiB piece."""
+    rows = [[(row + column) % 17 for column in range(64)] for row in range(1024)]
+    body = json.dumps({"instances": rows}).encode()
+    env = {"SERVE_TIMEOUT": "1"}
+    with serving_process(onnx_path, tmp_path / "server.log", 1, extra_env=env) as (
+        _,
+        port,
+    ):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(
+            (
+                "POST /predict/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Content-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+        )
+        slice_bytes = 60_000
+        for start in range(0, len(body), slice_bytes):
+            time.sleep(0.4)
+            sock.sendall(body[start : start + slice_bytes])
+        status, _, answer = read_response(sock)
+        sock.close()
+    assert len(body) > 3 * slice_bytes
+    assert status == 200 and len(json.loads(answer)["predictions"]) == 1024
+
+
 @pytest.mark.parametrize("client_gives_up", [False, True])
 def test_a_stalled_body_is_reported_while_it_hangs_and_answered_408(
     onnx_path, tmp_path, client_gives_up
