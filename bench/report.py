@@ -37,9 +37,20 @@ class ServerResult:
 
     def load(self, path: str, connections: int, rows: int = 1) -> LoadResult | None:
         """Return the result of the run matching the arguments, if it was made."""
-        for run, (result, _) in self.loads.items():
+        measured = self.measured(path, connections, rows)
+        return measured[0] if measured else None
+
+    def cpu(self, path: str, connections: int, rows: int = 1) -> CpuShare | None:
+        """Return how the CPU was spent in the run matching the arguments."""
+        measured = self.measured(path, connections, rows)
+        return measured[1] if measured else None
+
+    def measured(
+        self, path: str, connections: int, rows: int = 1
+    ) -> tuple[LoadResult, CpuShare] | None:
+        for run, measured in self.loads.items():
             if (run.path, run.connections, run.rows) == (path, connections, rows):
-                return result
+                return measured
         return None
 
 

@@ -370,6 +370,48 @@ def test_targets_are_ratios_of_production_to_each_other_server():
     }
 
 
+def with_worker_cpu(
+    results: dict[str, ServerResult], name: str, path: str, workers: tuple
+) -> None:
+    """Set how the CPU of `name`'s runs of `path` spread over its workers."""
+    for run, (load, _) in results[name].loads.items():
+        if run.path == path:
+            results[name].loads[run] = (load, CpuShare(100.0, 10.0, 0.0, workers))
+
+
+def test_a_server_whose_connections_landed_on_one_worker_is_not_compared():
+    results = measured(set(FOOTPRINTS))
+    with_worker_cpu(results, TUNED, "/predict", (124.0, 0.0))
+    with_worker_cpu(results, PRODUCTION, "/predict", (92.0, 84.0))
+    checked = {t.name: t for t in check_targets(results, FLOORS, SIZES, 1024)}
+    rate = checked[f"/predict req/s at c=8 vs {TUNED}"]
+    assert rate.met is None and rate.ratio == pytest.approx(4 / 3)
+    assert rate.row()[-1] == (
+        f"not comparable: {TUNED}: connections on one worker (CPU by worker)"
+    )
+    assert checked[f"/predict req/s at c=8 vs {GUNICORN}"].met is True
+    assert checked[f"/predict p99 at c=32 vs {TUNED}"].met is None  # lopsided too
+    assert checked[f"cold start vs {TYPICAL}"].met is True  # not a load run
+
+
+def test_the_stack_limit_is_not_compared_when_the_noop_server_ran_lopsided():
+    results = measured(set(FOOTPRINTS))
+    with_worker_cpu(results, NOOP, NOOP_PATH, (110.0, 20.0))
+    (c8,) = [
+        t
+        for t in check_targets(results, FLOORS, SIZES, 1024)
+        if t.name.startswith("/predict req/s at c=8 vs no-op")
+    ]
+    assert c8.met is None and NOOP in c8.incomparable
+    with_worker_cpu(results, NOOP, NOOP_PATH, (110.0, 58.0))  # uneven, not lopsided
+    (c8,) = [
+        t
+        for t in check_targets(results, FLOORS, SIZES, 1024)
+        if t.name.startswith("/predict req/s at c=8 vs no-op")
+    ]
+    assert c8.met is True
+
+
 def test_targets_of_servers_not_run_are_not_measured():
     production = measured({PRODUCTION})[PRODUCTION]
     production.loads = {}
