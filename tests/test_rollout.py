@@ -144,19 +144,24 @@ def predict_statuses(port: int, count: int) -> list[int]:
     return statuses
 
 
+def metrics_refusal(port: int) -> str:
+    """GET /metrics, which must answer 503 metrics_unavailable; return its message."""
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        raise AssertionError("/metrics answered 200")
+    except urllib.error.HTTPError as error:
+        assert error.code == 503
+        body = json.loads(error.read())
+    assert body["error"]["code"] == "metrics_unavailable"
+    return body["error"]["message"]
+
+
 def test_a_deleted_metrics_directory_degrades_metrics_not_serving(served_copy):
     """A /tmp cleaner removing the directory: predictions go on, /metrics says why."""
     process, port, _, log = served_copy
     shutil.rmtree(metrics_dir_of(process.pid))
     assert predict_statuses(port, 10) == [200] * 10
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
-        raise AssertionError("/metrics answered 200 without its directory")
-    except urllib.error.HTTPError as error:
-        assert error.code == 503
-        body = json.loads(error.read())
-    assert body["error"]["code"] == "metrics_unavailable"
-    message = body["error"]["message"]
+    message = metrics_refusal(port)
     assert "No such file or directory" in message or "is gone" in message
     kill_one_worker_and_wait_for_its_replacement(process)  # boots without metrics
     assert process.poll() is None
@@ -212,12 +217,7 @@ def test_a_full_metrics_filesystem_degrades_metrics_not_serving(
     env = {"PROMETHEUS_MULTIPROC_DIR": str(full_tmpfs)}
     with serving_process(onnx_path, log, workers=2, extra_env=env) as (process, port):
         assert predict_statuses(port, 10) == [200] * 10
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
-            raise AssertionError("/metrics answered 200 on a full filesystem")
-        except urllib.error.HTTPError as error:
-            assert error.code == 503
-            assert "KiB free" in json.loads(error.read())["error"]["message"]
+        assert "KiB free" in metrics_refusal(port)
         kill_one_worker_and_wait_for_its_replacement(process)
         assert predict_statuses(port, 10) == [200] * 10
         assert process.poll() is None

@@ -352,12 +352,19 @@ def kill_one_worker_and_wait_for_its_replacement(process) -> int:
     raise AssertionError("the killed worker was not replaced")
 
 
+def predicted_rows(samples: list) -> float:
+    """digits_predicted_rows_total in a scrape's samples."""
+    return sum(s.value for s in samples if s.name == "digits_predicted_rows_total")
+
+
+def files_of_worker(metrics_dir: str, pid: int) -> list[str]:
+    return [name for name in os.listdir(metrics_dir) if f"_{pid}." in name]
+
+
 def test_sighup_replaces_workers_without_failed_requests(running_server):
     process, port, log_path = running_server
     before = worker_pids_in(log_path.read_text())
-    predicted_before = sum(
-        s.value for s in metric_samples(port) if s.name == "digits_predicted_rows_total"
-    )
+    predicted_before = predicted_rows(metric_samples(port))
     old_workers = children_of(process.pid)
     failures = reload_under_load(process, port)
     new_workers = children_of(process.pid)
@@ -367,26 +374,14 @@ def test_sighup_replaces_workers_without_failed_requests(running_server):
     assert served_by & new_workers  # the new workers answered
     samples = metric_samples(port)
     # Counters outlive the replaced workers; their live gauges do not.
-    predicted_after = sum(
-        s.value for s in samples if s.name == "digits_predicted_rows_total"
-    )
-    assert predicted_after > predicted_before
+    assert predicted_rows(samples) > predicted_before
     (model_info,) = [s for s in samples if s.name == "digits_model_info"]
     assert model_info.value == 1.0
     # The replaced workers' files are merged away, not left to pile up.
-    names = os.listdir(metrics_dir_of(process.pid))
+    metrics_dir = metrics_dir_of(process.pid)
     assert not [
-        name for name in names if any(f"_{pid}." in name for pid in old_workers)
+        name for pid in old_workers for name in files_of_worker(metrics_dir, pid)
     ]
-
-
-def predicted_rows(port: int) -> float:
-    samples = metric_samples(port)
-    return sum(s.value for s in samples if s.name == "digits_predicted_rows_total")
-
-
-def files_of_worker(metrics_dir: str, pid: int) -> list[str]:
-    return [name for name in os.listdir(metrics_dir) if f"_{pid}." in name]
 
 
 def test_killed_worker_is_replaced_its_counts_kept_and_its_files_merged(
@@ -399,7 +394,7 @@ def test_killed_worker_is_replaced_its_counts_kept_and_its_files_merged(
             break
         assert timed_predict(port)[0] == 200
     assert children_of(process.pid) <= worker_pids_in(log_path.read_text())
-    counted = predicted_rows(port)
+    counted = predicted_rows(metric_samples(port))
     victim = kill_one_worker_and_wait_for_its_replacement(process)
     statuses = [timed_predict(port)[0] for _ in range(10)]
     assert statuses == [200] * 10
@@ -409,7 +404,7 @@ def test_killed_worker_is_replaced_its_counts_kept_and_its_files_merged(
         time.sleep(0.1)
     assert files_of_worker(metrics_dir, victim) == []
     assert "counter_merged.db" in os.listdir(metrics_dir)
-    assert predicted_rows(port) == counted + 10
+    assert predicted_rows(metric_samples(port)) == counted + 10
 
 
 def metrics_dir_of(pid: int) -> str:
@@ -450,7 +445,7 @@ def test_configured_metrics_directory_is_emptied_at_exit(onnx_path, tmp_path):
         extra_env={"PROMETHEUS_MULTIPROC_DIR": str(configured)},
     ) as (process, port):
         assert timed_predict(port)[0] == 200
-        assert predicted_rows(port) == 1
+        assert predicted_rows(metric_samples(port)) == 1
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
     assert os.listdir(configured) == ["other.txt"]
