@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -220,34 +220,33 @@ def parse_json_body(body: bytes) -> Any:
         raise InvalidJSON(f"request body is not valid JSON: {error}") from None
 
 
-def read_pieces(stream, size: int, on_piece: Callable[[], None] | None) -> bytes:
-    """Read up to `size` bytes of `stream` (fewer if it ends), a piece at a time.
+def pieces(stream, size: int, on_piece: Callable[[], None] | None) -> Iterator[bytes]:
+    """Yield up to `size` bytes of `stream` (fewer if it ends), a piece at a time.
 
-    The server's read blocks until the piece is in: reading in pieces lets
-    `on_piece` see an upload making progress. One read for a small body.
+    The server's read blocks until the piece is in: `on_piece`, called after
+    each one, sees an upload making progress.
     """
-    if size <= READ_PIECE_BYTES or on_piece is None:
-        return stream.read(size)
-    pieces: list[bytes] = []
     while size > 0:
         piece = stream.read(min(READ_PIECE_BYTES, size))
         if not piece:
-            break
-        pieces.append(piece)
+            return
         size -= len(piece)
-        on_piece()
-    return b"".join(pieces)
+        if on_piece:
+            on_piece()
+        yield piece
+
+
+def read_pieces(stream, size: int, on_piece: Callable[[], None] | None) -> bytes:
+    """Read up to `size` bytes of `stream`: one read for a small body."""
+    if size <= READ_PIECE_BYTES or on_piece is None:
+        return stream.read(size)
+    return b"".join(pieces(stream, size, on_piece))
 
 
 def discard(stream, length: int, on_piece: Callable[[], None] | None = None) -> None:
     """Read and drop up to `length` bytes of `stream`."""
-    while length > 0:
-        chunk = stream.read(min(READ_PIECE_BYTES, length))
-        if not chunk:
-            return
-        length -= len(chunk)
-        if on_piece:
-            on_piece()
+    for _ in pieces(stream, length, on_piece):
+        pass
 
 
 def buffer_body(
