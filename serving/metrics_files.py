@@ -89,14 +89,12 @@ def forget_dead_workers(metrics_dir: str) -> None:
     """Drop the live gauges of worker processes that have exited."""
     from prometheus_client import multiprocess
 
-    for path in glob.glob(os.path.join(metrics_dir, "gauge_live*_*.db")):
-        pid = file_pid(path)
-        if pid is not None and not pid_is_alive(pid):
-            multiprocess.mark_process_dead(pid, metrics_dir)
+    for path in dead_worker_files(metrics_dir, "gauge_live*"):
+        multiprocess.mark_process_dead(file_pid(path), metrics_dir)
 
 
 def dead_worker_files(metrics_dir: str, kind: str) -> list[str]:
-    """The `kind` files of workers that have exited."""
+    """The files of workers that have exited, of `kind` (a glob: "gauge_live*")."""
     return [
         path
         for path in glob.glob(os.path.join(metrics_dir, f"{kind}_*.db"))
